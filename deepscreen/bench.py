@@ -1,0 +1,749 @@
+"""Quality measurement for `deepscreen bench`: labelled data sets in, metrics and reports out.
+
+The pipeline run and the CLI live elsewhere; they call `load_dataset` to find the labelled videos,
+run the screen, then hand the results to `compute_metrics`, `throughput` and `write_reports`.
+All ranking and threshold metrics come from scikit-learn so the numbers match what papers report;
+only the equal error rate is derived here (sklearn has no EER), on top of `roc_curve`.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import warnings
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import (
+    average_precision_score,
+    confusion_matrix,
+    precision_recall_fscore_support,
+    roc_auc_score,
+    roc_curve,
+)
+
+from .inputs import is_video_name
+from .results import ScreenResult
+
+# Operating points reported as "threshold at FPR": 1 % and 5 % of real videos wrongly flagged.
+FPR_TARGETS: tuple[float, ...] = (0.01, 0.05)
+
+UNSCORED_POLICY = (
+    "Videos without a score (status other than 'ok': no_face, decode_error, unsupported, timeout, "
+    "error, or no result at all = 'missing') are excluded from the ranking metrics (AUC, AP, EER, "
+    "threshold_at_fpr, frame_auc) and counted in 'failures'. For the metrics at the threshold "
+    "(accuracy, precision, recall, F1, confusion) they count as predicted real: a detector that "
+    "finds no face flags nothing. A video is predicted fake when score >= threshold."
+)
+
+_LAYOUTS = (
+    "labels CSV (--labels FILE or ROOT/labels.csv with columns file,label[,source,method])",
+    "ROOT/real/ + ROOT/fake/ folders",
+    "FaceForensics++ (ROOT/original_sequences, ROOT/manipulated_sequences)",
+    "DFDC (metadata.json in ROOT or in its part folders)",
+    "Celeb-DF (ROOT/List_of_testing_videos.txt)",
+)
+
+
+@dataclass
+class LabelledVideo:
+    """One benchmark input with its ground truth; source/method let metrics be split by origin."""
+
+    path: str  # absolute
+    label: int  # 1 fake, 0 real
+    source: str = ""
+    method: str = ""
+
+
+# --------------------------------------------------------------------------------------------
+# Data set layouts
+# --------------------------------------------------------------------------------------------
+
+
+def load_dataset(root: str, labels: str | None = None) -> list[LabelledVideo]:
+    """Find the labelled videos under `root`, detecting the layout so users need not convert data sets.
+
+    Layouts tried in order: explicit `labels` CSV, ROOT/labels.csv, FaceForensics++, Celeb-DF,
+    DFDC, ROOT/real + ROOT/fake. Videos listed by a metadata file but absent on disk are skipped
+    with a warning (partial downloads are common). Raises ValueError naming the layouts when
+    nothing matches.
+    """
+    root = os.path.abspath(root)
+    if labels is not None:
+        if not os.path.isfile(labels):
+            raise ValueError(f"labels file not found: {labels}")
+        return _sorted(_load_csv(os.path.abspath(labels)))
+    if not os.path.isdir(root):
+        raise ValueError(f"data set root is not a folder: {root}")
+    csv_path = os.path.join(root, "labels.csv")
+    if os.path.isfile(csv_path):
+        return _sorted(_load_csv(csv_path))
+    if os.path.isdir(os.path.join(root, "original_sequences")) or os.path.isdir(
+        os.path.join(root, "manipulated_sequences")
+    ):
+        return _sorted(_load_ffpp(root))
+    if os.path.isfile(os.path.join(root, "List_of_testing_videos.txt")):
+        return _sorted(_load_celebdf(root))
+    dfdc_meta = _dfdc_metadata_files(root)
+    if dfdc_meta:
+        return _sorted(_load_dfdc(dfdc_meta))
+    real_dir, fake_dir = _child_dir(root, "real"), _child_dir(root, "fake")
+    if real_dir and fake_dir:
+        return _sorted(_load_real_fake(real_dir, fake_dir))
+    raise ValueError(
+        f"no known data set layout under {root}; expected one of: " + "; ".join(_LAYOUTS)
+    )
+
+
+def _sorted(items: list[LabelledVideo]) -> list[LabelledVideo]:
+    if not items:
+        warnings.warn("data set layout recognised but it lists no videos", stacklevel=3)
+    return sorted(items, key=lambda v: v.path)
+
+
+def _child_dir(root: str, name: str) -> str | None:
+    """Case-insensitive child folder lookup (Real/, FAKE/ ... are common)."""
+    for entry in sorted(os.listdir(root)):
+        full = os.path.join(root, entry)
+        if entry.lower() == name and os.path.isdir(full):
+            return full
+    return None
+
+
+def _walk_videos(folder: str) -> list[str]:
+    out = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames.sort()
+        out.extend(os.path.join(dirpath, f) for f in sorted(filenames) if is_video_name(f) and not f.startswith("."))
+    return out
+
+
+def _keep_existing(items: list[LabelledVideo], where: str) -> list[LabelledVideo]:
+    present = [v for v in items if os.path.isfile(v.path)]
+    missing = len(items) - len(present)
+    if missing:
+        warnings.warn(f"{where}: {missing} listed video(s) not found on disk, skipped", stacklevel=3)
+    return present
+
+
+def _parse_label(value: str, where: str) -> int:
+    v = value.strip().lower()
+    if v in ("fake", "1"):
+        return 1
+    if v in ("real", "0"):
+        return 0
+    raise ValueError(f"{where}: label must be real/fake or 0/1, got {value!r}")
+
+
+def _load_csv(path: str) -> list[LabelledVideo]:
+    """labels.csv: file,label[,source,method]; file relative to the CSV's folder (or absolute)."""
+    base = os.path.dirname(path)
+    with open(path, encoding="utf-8-sig", newline="") as fh:
+        reader = csv.DictReader(fh)
+        cols = {c.strip().lower(): c for c in reader.fieldnames or []}
+        file_col = next((cols[c] for c in ("file", "filename", "path", "video") if c in cols), None)
+        if file_col is None or "label" not in cols:
+            raise ValueError(f"{path}: needs columns 'file' and 'label', found {reader.fieldnames}")
+        items = []
+        for lineno, row in enumerate(reader, start=2):
+            name = (row.get(file_col) or "").strip()
+            if not name:
+                continue
+            items.append(
+                LabelledVideo(
+                    path=os.path.abspath(os.path.join(base, name)),
+                    label=_parse_label(row.get(cols["label"]) or "", f"{path}:{lineno}"),
+                    source=(row.get(cols["source"]) or "").strip() if "source" in cols else "",
+                    method=(row.get(cols["method"]) or "").strip() if "method" in cols else "",
+                )
+            )
+    return _keep_existing(items, path)
+
+
+def _load_real_fake(real_dir: str, fake_dir: str) -> list[LabelledVideo]:
+    """real/ and fake/ trees; the first sub-folder (if any) names the source."""
+    items = []
+    for folder, label in ((real_dir, 0), (fake_dir, 1)):
+        for p in _walk_videos(folder):
+            rel = os.path.relpath(p, folder).split(os.sep)
+            items.append(LabelledVideo(path=p, label=label, source=rel[0] if len(rel) > 1 else ""))
+    return items
+
+
+def _ffpp_video_dirs(seq_root: str) -> list[tuple[str, str]]:
+    """(group, videos folder) for <seq_root>/<group>/<compression>/videos; mask videos are not inputs."""
+    out = []
+    if not os.path.isdir(seq_root):
+        return out
+    for group in sorted(os.listdir(seq_root)):
+        gdir = os.path.join(seq_root, group)
+        if not os.path.isdir(gdir):
+            continue
+        for comp in sorted(os.listdir(gdir)):
+            vdir = os.path.join(gdir, comp, "videos")
+            if comp.lower() != "masks" and os.path.isdir(vdir):
+                out.append((group, vdir))
+    return out
+
+
+def _load_ffpp(root: str) -> list[LabelledVideo]:
+    """FaceForensics++: originals are real (source youtube/actors), each manipulation is a method.
+
+    Fakes get the source their originals come from (DeepFakeDetection is made from the actors
+    recordings, the rest from YouTube) so per-source metrics have both classes. Every compression
+    level present (raw, c23, c40) is included.
+    """
+    items = []
+    for src, vdir in _ffpp_video_dirs(os.path.join(root, "original_sequences")):
+        items += [LabelledVideo(path=p, label=0, source=src) for p in _walk_videos(vdir)]
+    for method, vdir in _ffpp_video_dirs(os.path.join(root, "manipulated_sequences")):
+        src = "actors" if method.lower() in ("deepfakedetection", "dfd") else "youtube"
+        items += [LabelledVideo(path=p, label=1, source=src, method=method) for p in _walk_videos(vdir)]
+    return items
+
+
+def _load_celebdf(root: str) -> list[LabelledVideo]:
+    """Celeb-DF test list: "1 YouTube-real/00170.mp4" where 1 means REAL and 0 means fake."""
+    list_path = os.path.join(root, "List_of_testing_videos.txt")
+    items = []
+    with open(list_path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            parts = line.split(maxsplit=1)
+            if not parts:
+                continue
+            if len(parts) != 2 or parts[0] not in ("0", "1"):
+                raise ValueError(f"{list_path}:{lineno}: expected '<0|1> <path>', got {line.strip()!r}")
+            rel = parts[1].strip().replace("\\", "/")
+            items.append(
+                LabelledVideo(
+                    path=os.path.abspath(os.path.join(root, *rel.split("/"))),
+                    label=1 - int(parts[0]),
+                    source=rel.split("/")[0] if "/" in rel else "",
+                )
+            )
+    return _keep_existing(items, list_path)
+
+
+def _dfdc_metadata_files(root: str) -> list[str]:
+    """metadata.json in ROOT and/or in its immediate part folders (dfdc_train_part_0/, ...)."""
+    found = []
+    top = os.path.join(root, "metadata.json")
+    if os.path.isfile(top):
+        found.append(top)
+    for entry in sorted(os.listdir(root)):
+        cand = os.path.join(root, entry, "metadata.json")
+        if os.path.isfile(cand):
+            found.append(cand)
+    return found
+
+
+def _load_dfdc(meta_files: list[str]) -> list[LabelledVideo]:
+    """DFDC: metadata.json maps file name -> {"label": "FAKE"/"REAL", "original": ...}."""
+    items = []
+    for meta in meta_files:
+        with open(meta, encoding="utf-8") as fh:
+            data = json.load(fh)
+        if not isinstance(data, dict):
+            raise ValueError(f"{meta}: expected a JSON object mapping file name -> info")
+        base = os.path.dirname(meta)
+        for name, info in sorted(data.items()):
+            raw = info.get("label") if isinstance(info, dict) else info
+            items.append(
+                LabelledVideo(
+                    path=os.path.abspath(os.path.join(base, name)),
+                    label=_parse_label(str(raw), f"{meta}[{name!r}]"),
+                    source="dfdc",
+                )
+            )
+    return _keep_existing(items, "DFDC metadata")
+
+
+# --------------------------------------------------------------------------------------------
+# Metrics
+# --------------------------------------------------------------------------------------------
+
+
+def _norm(path: str) -> str:
+    return os.path.normcase(os.path.abspath(path))
+
+
+def _result_index(results: Mapping[str, ScreenResult]) -> dict[str, ScreenResult]:
+    """Look results up by normalised path, via both the dict key and the record's own path."""
+    idx: dict[str, ScreenResult] = {}
+    for key, r in results.items():
+        idx.setdefault(_norm(key), r)
+        if r.path:
+            idx.setdefault(_norm(r.path), r)
+    return idx
+
+
+def _usable_score(r: ScreenResult | None) -> float | None:
+    if r is None or r.status != "ok" or r.score is None:
+        return None
+    s = float(r.score)
+    return s if math.isfinite(s) else None
+
+
+def _failure_status(r: ScreenResult | None) -> str:
+    if r is None:
+        return "missing"
+    return r.status if r.status != "ok" else "no_score"
+
+
+def _f(x: Any) -> float | None:
+    """Plain float for JSON; NaN/inf (sklearn's 'undefined') become None."""
+    if x is None:
+        return None
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def _two_classes(y: np.ndarray) -> bool:
+    return y.size > 0 and 0 < int(y.sum()) < y.size
+
+
+def eer(y_true: Any, y_score: Any) -> tuple[float | None, float | None]:
+    """Equal error rate and its threshold, where FPR = FNR on sklearn's ROC, linearly interpolated.
+
+    Returns (None, None) with only one class, where the EER is undefined.
+    """
+    y = np.asarray(y_true, dtype=int)
+    s = np.asarray(y_score, dtype=float)
+    if not _two_classes(y):
+        return None, None
+    fpr, tpr, thr = roc_curve(y, s, drop_intermediate=False)
+    diff = (1.0 - tpr) - fpr  # starts at +1 (nothing flagged), ends at -1 (everything flagged)
+    i = int(np.argmax(diff <= 0))
+    if diff[i] == 0 or i == 0:
+        return float(fpr[i]), _f(thr[i])
+    t = diff[i - 1] / (diff[i - 1] - diff[i])
+    rate = fpr[i - 1] + t * (fpr[i] - fpr[i - 1])
+    if math.isfinite(thr[i - 1]):
+        threshold = thr[i - 1] + t * (thr[i] - thr[i - 1])
+    else:  # segment starts at sklearn's synthetic "flag nothing" point (threshold inf)
+        threshold = thr[i]
+    return float(rate), float(threshold)
+
+
+def thresholds_at_fpr(
+    y_true: Any, y_score: Any, targets: Iterable[float] = FPR_TARGETS
+) -> tuple[dict[str, float | None], dict[str, float | None]]:
+    """Lowest threshold whose FPR stays <= each target (most fakes caught within that false-alarm budget).
+
+    Returns ({"0.01": threshold}, {"0.01": tpr}); None when undefined (one class) or when even the
+    highest score already exceeds the budget (only "flag nothing" qualifies).
+    """
+    y = np.asarray(y_true, dtype=int)
+    s = np.asarray(y_score, dtype=float)
+    thr_out: dict[str, float | None] = {}
+    tpr_out: dict[str, float | None] = {}
+    keys = [(f"{t:g}", float(t)) for t in targets]
+    if not _two_classes(y):
+        return {k: None for k, _ in keys}, {k: None for k, _ in keys}
+    fpr, tpr, thr = roc_curve(y, s, drop_intermediate=False)
+    for key, target in keys:
+        i = int(np.nonzero(fpr <= target + 1e-12)[0][-1])  # fpr is non-decreasing; fpr[0] == 0
+        thr_out[key] = _f(thr[i]) if i > 0 else None
+        tpr_out[key] = float(tpr[i]) if i > 0 else 0.0
+    return thr_out, tpr_out
+
+
+def _core(ys: list[int], scores: list[float | None], threshold: float) -> dict[str, Any]:
+    """Metrics for one group; `scores[i] is None` marks an unscored video (see UNSCORED_POLICY)."""
+    y_all = np.asarray(ys, dtype=int)
+    scored = [i for i, s in enumerate(scores) if s is not None]
+    y = y_all[scored]
+    s = np.asarray([scores[i] for i in scored], dtype=float)
+    pred = np.asarray([1 if (sc is not None and sc >= threshold) else 0 for sc in scores], dtype=int)
+    two = _two_classes(y)
+    e, _ = eer(y, s)
+    return {
+        "n": int(y_all.size),
+        "n_scored": int(y.size),
+        "n_real": int((y_all == 0).sum()),
+        "n_fake": int((y_all == 1).sum()),
+        "auc": float(roc_auc_score(y, s)) if two else None,
+        "ap": float(average_precision_score(y, s)) if two else None,
+        "eer": e,
+        "accuracy": float((pred == y_all).mean()) if y_all.size else None,
+    }
+
+
+def _frame_auc(
+    pairs: list[tuple[int, ScreenResult]],
+) -> tuple[float | None, int]:
+    """AUC over sampled frames: a frame's score is the max face score at that time over all tracks."""
+    ys: list[int] = []
+    ss: list[float] = []
+    for label, r in pairs:
+        per_time: dict[float, float] = {}
+        for tr in r.tracks:
+            for t, sc in zip(tr.face_times, tr.face_scores):
+                if sc is None or not math.isfinite(float(sc)):
+                    continue
+                key = round(float(t), 3)  # same sampled frame seen by several tracks
+                per_time[key] = max(per_time.get(key, -math.inf), float(sc))
+        ys += [label] * len(per_time)
+        ss += list(per_time.values())
+    y = np.asarray(ys, dtype=int)
+    auc = float(roc_auc_score(y, np.asarray(ss))) if _two_classes(y) else None
+    return auc, len(ys)
+
+
+def compute_metrics(
+    items: list[LabelledVideo], results: Mapping[str, ScreenResult], threshold: float
+) -> dict[str, Any]:
+    """Video-level quality of a screen run against ground truth, JSON-ready.
+
+    Unscored policy (also stored as metrics["unscored_policy"]): a video without a score (status
+    not "ok", e.g. no_face or decode_error, or no result at all = "missing") is EXCLUDED from
+    AUC/AP/EER/threshold_at_fpr/frame_auc and counted by status in "failures"; for accuracy,
+    precision, recall, F1 and the confusion matrix it counts as predicted real, because a detector
+    that finds no face flags nothing. Predicted fake means score >= threshold.
+
+    per_source groups videos by source; per_method scores each manipulation method's fakes against
+    all real videos without a method (the FaceForensics++ convention), since a method alone holds
+    one class only. Any metric undefined for lack of a class is None.
+    """
+    idx = _result_index(results)
+    ys: list[int] = []
+    scores: list[float | None] = []
+    failures: Counter[str] = Counter()
+    scored_pairs: list[tuple[int, ScreenResult]] = []
+    for it in items:
+        r = idx.get(_norm(it.path))
+        sc = _usable_score(r)
+        ys.append(int(it.label))
+        scores.append(sc)
+        if sc is None:
+            failures[_failure_status(r)] += 1
+        else:
+            scored_pairs.append((int(it.label), r))  # type: ignore[arg-type]
+
+    out = _core(ys, scores, threshold)
+    y_all = np.asarray(ys, dtype=int)
+    pred = np.asarray([1 if (s is not None and s >= threshold) else 0 for s in scores], dtype=int)
+    sel = [i for i, s in enumerate(scores) if s is not None]
+    y_sc = y_all[sel]
+    s_sc = np.asarray([scores[i] for i in sel], dtype=float)
+
+    e, e_thr = eer(y_sc, s_sc)
+    at_fpr, tpr_at = thresholds_at_fpr(y_sc, s_sc)
+    if y_all.size:
+        tn, fp, fn, tp = (int(v) for v in confusion_matrix(y_all, pred, labels=[0, 1]).ravel())
+        p, rc, f1, _ = precision_recall_fscore_support(
+            y_all, pred, average="binary", pos_label=1, zero_division=np.nan
+        )
+    else:
+        tn = fp = fn = tp = 0
+        p = rc = f1 = None
+    frame_auc, n_frames = _frame_auc(scored_pairs)
+
+    out.update(
+        {
+            "eer": e,
+            "eer_threshold": e_thr,
+            "precision": _f(p),
+            "recall": _f(rc),
+            "f1": _f(f1),
+            "threshold": float(threshold),
+            "threshold_at_fpr": at_fpr,
+            "tpr_at_fpr": tpr_at,
+            "frame_auc": frame_auc,
+            "n_frames": n_frames,
+            "confusion": {"tn": tn, "fp": fp, "fn": fn, "tp": tp},
+            "failures": dict(sorted(failures.items())),
+            "unscored_policy": UNSCORED_POLICY,
+        }
+    )
+
+    by_source: dict[str, list[int]] = {}
+    by_method: dict[str, list[int]] = {}
+    for i, it in enumerate(items):
+        if it.source:
+            by_source.setdefault(it.source, []).append(i)
+        if it.method:
+            by_method.setdefault(it.method, []).append(i)
+    shared_real = [i for i, it in enumerate(items) if it.label == 0 and not it.method]
+    out["per_source"] = {
+        name: _core([ys[i] for i in ids], [scores[i] for i in ids], threshold)
+        for name, ids in sorted(by_source.items())
+    }
+    per_method = {}
+    for name, ids in sorted(by_method.items()):
+        group = sorted(set(ids) | set(shared_real))
+        per_method[name] = _core([ys[i] for i in group], [scores[i] for i in group], threshold)
+    out["per_method"] = per_method
+    return out
+
+
+def throughput(
+    results: Mapping[str, ScreenResult] | Iterable[ScreenResult], wall_seconds: float
+) -> dict[str, Any]:
+    """Speed of a run: videos and sampled frames per wall-clock second, and mean seconds per stage.
+
+    Stage means are over the videos that recorded that stage, so a stage skipped by failures
+    (e.g. no "score" after no_face) is not diluted by zeros.
+    """
+    rs = list(results.values()) if isinstance(results, Mapping) else list(results)
+    frames = int(sum(r.frames_sampled or 0 for r in rs))
+    stages: dict[str, list[float]] = {}
+    for r in rs:
+        for stage, sec in (r.timings or {}).items():
+            if sec is not None and math.isfinite(float(sec)):
+                stages.setdefault(stage, []).append(float(sec))
+    ok_wall = wall_seconds is not None and wall_seconds > 0
+    return {
+        "videos": len(rs),
+        "frames": frames,
+        "wall_s": float(wall_seconds) if wall_seconds is not None else None,
+        "videos_per_s": len(rs) / wall_seconds if ok_wall else None,
+        "frames_per_s": frames / wall_seconds if ok_wall else None,
+        "mean_stage_s": {k: float(np.mean(v)) for k, v in stages.items()},
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Reports
+# --------------------------------------------------------------------------------------------
+
+
+def _fmt(x: Any, digits: int = 4) -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, float):
+        return f"{x:.{digits}f}"
+    return str(x)
+
+
+_TABLE_COLS = ("n", "n_scored", "auc", "ap", "eer", "accuracy")
+
+
+def format_table(metrics: dict[str, Any]) -> str:
+    """Plain-text table for the terminal: overall, then one row per source and per method."""
+    rows = [("overall", metrics)]
+    rows += [(f"source:{k}", v) for k, v in (metrics.get("per_source") or {}).items()]
+    rows += [(f"method:{k}", v) for k, v in (metrics.get("per_method") or {}).items()]
+    header = ("group", "n", "scored", "AUC", "AP", "EER", "acc")
+    body = [(name, *(_fmt(m.get(c)) for c in _TABLE_COLS)) for name, m in rows]
+    widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
+
+    def line(cells: tuple[str, ...]) -> str:
+        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+
+    out = [line(header), "  ".join("-" * w for w in widths)] + [line(r) for r in body]
+    thr = metrics.get("threshold")
+    if thr is not None:
+        out.append(
+            f"at threshold {thr:g}: precision {_fmt(metrics.get('precision'))}  "
+            f"recall {_fmt(metrics.get('recall'))}  F1 {_fmt(metrics.get('f1'))}"
+        )
+    if metrics.get("failures"):
+        out.append("unscored: " + ", ".join(f"{k} {v}" for k, v in metrics["failures"].items()))
+    return "\n".join(out)
+
+
+def _md_escape(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(_md_escape(c) for c in r) + " |" for r in rows]
+    return lines
+
+
+def _group_rows(groups: dict[str, dict[str, Any]]) -> list[list[str]]:
+    return [[name, *(_fmt(m.get(c)) for c in _TABLE_COLS)] for name, m in groups.items()]
+
+
+_GROUP_HEADER = ["group", "n", "scored", "AUC", "AP", "EER", "accuracy"]
+
+
+def _report_md(metrics: dict[str, Any], items: list[LabelledVideo], results: Mapping[str, ScreenResult]) -> str:
+    thr = metrics.get("threshold")
+    L = ["# deepscreen bench report", ""]
+    L += ["## Overall", ""]
+    L += _md_table(
+        ["videos", "scored", "AUC", "AP", "EER", "EER threshold", "frame AUC", "accuracy", "precision", "recall", "F1", "threshold"],
+        [[_fmt(metrics.get(k)) for k in ("n", "n_scored", "auc", "ap", "eer", "eer_threshold", "frame_auc",
+                                          "accuracy", "precision", "recall", "f1", "threshold")]],
+    )
+    at = metrics.get("threshold_at_fpr") or {}
+    tpr_at = metrics.get("tpr_at_fpr") or {}
+    if at:
+        L += ["", "Operating points from the ROC (lowest threshold keeping FPR within the target):", ""]
+        L += _md_table(["target FPR", "threshold", "TPR"], [[k, _fmt(v), _fmt(tpr_at.get(k))] for k, v in at.items()])
+    L += ["", f"_{metrics.get('unscored_policy', UNSCORED_POLICY)}_", ""]
+    if metrics.get("per_source"):
+        L += ["## Per source", ""] + _md_table(_GROUP_HEADER, _group_rows(metrics["per_source"])) + [""]
+    if metrics.get("per_method"):
+        L += ["## Per method", "", "Each method's fakes against all real videos without a method.", ""]
+        L += _md_table(_GROUP_HEADER, _group_rows(metrics["per_method"])) + [""]
+    c = metrics.get("confusion") or {}
+    L += [f"## Confusion matrix (threshold {_fmt(thr)})", ""]
+    L += _md_table(
+        ["", "predicted real", "predicted fake"],
+        [["actual real", str(c.get("tn", 0)), str(c.get("fp", 0))],
+         ["actual fake", str(c.get("fn", 0)), str(c.get("tp", 0))]],
+    )
+    L += ["", "## Failures", ""]
+    fails = metrics.get("failures") or {}
+    L += _md_table(["status", "videos"], [[k, str(v)] for k, v in fails.items()]) if fails else ["None: every video was scored."]
+    L.append("")
+    tp = metrics.get("throughput")
+    if tp:
+        L += ["## Throughput", ""]
+        L += _md_table(
+            ["videos", "frames", "wall s", "videos/s", "frames/s"],
+            [[_fmt(tp.get(k), 3) for k in ("videos", "frames", "wall_s", "videos_per_s", "frames_per_s")]],
+        )
+        stages = tp.get("mean_stage_s") or {}
+        if stages:
+            L += ["", "Mean seconds per video and stage:", ""]
+            L += _md_table(["stage", "mean s"], [[k, _fmt(v, 3)] for k, v in stages.items()])
+        L.append("")
+    L += ["## Per video", ""]
+    idx = _result_index(results)
+    try:
+        base = os.path.commonpath([os.path.dirname(it.path) for it in items]) if items else ""
+    except ValueError:  # paths on different drives
+        base = ""
+    rows = []
+    for it in items:
+        r = idx.get(_norm(it.path))
+        sc = _usable_score(r)
+        pred = "fake" if (sc is not None and thr is not None and sc >= thr) else "real"
+        rows.append(
+            [
+                os.path.relpath(it.path, base) if base else it.path,
+                "fake" if it.label else "real",
+                it.source or "-",
+                it.method or "-",
+                r.status if r is not None else "missing",
+                _fmt(sc),
+                pred,
+                "yes" if (pred == "fake") == bool(it.label) else "no",
+            ]
+        )
+    L += _md_table(["video", "label", "source", "method", "status", "score", "predicted", "correct"], rows)
+    return "\n".join(L) + "\n"
+
+
+def _labelled_scores(
+    items: list[LabelledVideo], results: Mapping[str, ScreenResult]
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    idx = _result_index(results)
+    ys, ss, srcs = [], [], []
+    for it in items:
+        sc = _usable_score(idx.get(_norm(it.path)))
+        if sc is not None:
+            ys.append(int(it.label))
+            ss.append(sc)
+            srcs.append(it.source)
+    return np.asarray(ys, dtype=int), np.asarray(ss, dtype=float), srcs
+
+
+def _new_figure(size: tuple[float, float]):  # -> (Figure, Axes)
+    """A Figure on an explicit Agg canvas: no pyplot global state, no display needed, thread-safe."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=size, dpi=100)
+    FigureCanvasAgg(fig)
+    return fig, fig.add_subplot(1, 1, 1)
+
+
+def _plot_roc(y: np.ndarray, s: np.ndarray, srcs: list[str], path: str) -> None:
+    fig, ax = _new_figure((6, 6))
+    ax.plot([0, 1], [0, 1], linestyle=":", color="grey", linewidth=1)
+    drawn = False
+    if _two_classes(y):
+        fpr, tpr, _ = roc_curve(y, s)
+        ax.plot(fpr, tpr, color="black", linewidth=2, label=f"overall (AUC {roc_auc_score(y, s):.3f})")
+        drawn = True
+    src_arr = np.asarray(srcs, dtype=object)
+    for name in sorted({x for x in srcs if x}):
+        m = src_arr == name
+        if _two_classes(y[m]):
+            fpr, tpr, _ = roc_curve(y[m], s[m])
+            ax.plot(fpr, tpr, linewidth=1, label=f"{name} (AUC {roc_auc_score(y[m], s[m]):.3f})")
+    if not drawn:
+        ax.text(0.5, 0.5, "ROC undefined: scored videos hold one class only", ha="center", va="center")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.01)
+    ax.set_xlabel("false positive rate (real flagged fake)")
+    ax.set_ylabel("true positive rate (fakes caught)")
+    ax.set_title("ROC, video level")
+    if drawn:
+        ax.legend(loc="lower right", fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path)
+
+
+def _plot_scores(y: np.ndarray, s: np.ndarray, threshold: float | None, path: str) -> None:
+    fig, ax = _new_figure((7, 4.5))
+    bins = np.linspace(0.0, 1.0, 26)
+    for label, name, color in ((0, "real", "tab:blue"), (1, "fake", "tab:red")):
+        vals = s[y == label]
+        if vals.size:
+            ax.hist(np.clip(vals, 0, 1), bins=bins, alpha=0.5, color=color, label=f"{name} (n={vals.size})")
+    if threshold is not None:
+        ax.axvline(threshold, color="black", linestyle="--", label=f"threshold {threshold:g}")
+    if not s.size:
+        ax.text(0.5, 0.5, "no scored videos", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("video score (1 = fake)")
+    ax.set_ylabel("videos")
+    ax.set_title("Score distribution")
+    ax.legend(loc="best", fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path)
+
+
+def _json_safe(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {str(k): _json_safe(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_json_safe(v) for v in x]
+    if isinstance(x, (bool, np.bool_)):
+        return bool(x)
+    if isinstance(x, (int, np.integer)):
+        return int(x)
+    if isinstance(x, (float, np.floating)):
+        return _f(x)
+    return x
+
+
+def write_reports(
+    metrics: dict[str, Any],
+    items: list[LabelledVideo],
+    results: Mapping[str, ScreenResult],
+    out_dir: str,
+) -> dict[str, str]:
+    """Write metrics.json, report.md, roc.png and scores.png into out_dir; return {name: path}.
+
+    metrics.json is strict JSON (undefined values are null) so other tools can diff runs.
+    """
+    os.makedirs(out_dir, exist_ok=True)
+    paths = {
+        "metrics": os.path.join(out_dir, "metrics.json"),
+        "report": os.path.join(out_dir, "report.md"),
+        "roc": os.path.join(out_dir, "roc.png"),
+        "scores": os.path.join(out_dir, "scores.png"),
+    }
+    safe = _json_safe(metrics)
+    safe.setdefault("unscored_policy", UNSCORED_POLICY)
+    with open(paths["metrics"], "w", encoding="utf-8") as fh:
+        json.dump(safe, fh, indent=2, allow_nan=False)
+        fh.write("\n")
+    with open(paths["report"], "w", encoding="utf-8") as fh:
+        fh.write(_report_md(safe, items, results))
+    y, s, srcs = _labelled_scores(items, results)
+    _plot_roc(y, s, srcs, paths["roc"])
+    _plot_scores(y, s, safe.get("threshold"), paths["scores"])
+    return paths

@@ -1,0 +1,302 @@
+"""Probe and sample frames: the one module that runs ffprobe and ffmpeg.
+
+Inputs are untrusted. Every call opens the file through the `file:` protocol only (so a name starting with
+`-` or looking like a URL is just a name), restricts the demuxers to real video containers (so a playlist,
+a concat list or an image sequence is refused before it can reference anything else), and runs from an
+argument list, never a shell. Frames are streamed out of an ffmpeg pipe one at a time.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+import subprocess
+import threading
+import time
+from dataclasses import asdict, dataclass
+from typing import Iterator
+
+import ffmpeg
+import numpy as np
+
+FFMPEG = "ffmpeg"
+FFPROBE = "ffprobe"
+
+# Demuxers for real video containers. Not here, on purpose: hls, concat, image2 (image sequences), the single
+# image pipes, and everything else that can name another file or a URL inside its content.
+DEMUXERS = "mov,matroska,webm,avi,mpeg,mpegts,mpegvideo,flv,asf,m4v,h264,hevc,ivf,ogg,gif,mxf,nut,rm,dv,yuv4mpegpipe"
+# Clips longer than this are sampled by input seeking (one short decode per frame) instead of one pass
+# through the select filter, which must decode everything up to the last sampled frame. Measured with
+# scripts/measure_seek.py (README, "Performance").
+SEEK_AFTER_S = 60.0
+MAX_SIDE = 1920  # frames are scaled down to this long side inside ffmpeg, before Python allocates anything
+MAX_FRAMES = 2000
+
+
+class MediaError(Exception):
+    """A file ffmpeg cannot use; `status` is the record status it maps to."""
+
+    def __init__(self, status: str, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass
+class VideoInfo:
+    duration: float
+    fps: float
+    frame_count: int
+    width: int  # as displayed: after rotation
+    height: int
+    rotation: int
+    codec: str
+    container: str
+    start_time: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Frame:
+    index: int  # position among the sampled frames
+    t: float  # seconds from the start of the video
+    image: np.ndarray  # HxWx3 uint8 RGB, at most MAX_SIDE on its long side
+    scale: float = 1.0  # frame pixels per displayed-video pixel (below 1 when ffmpeg scaled it down)
+
+
+def _input_args(path: str) -> dict:
+    return {"protocol_whitelist": "file", "format_whitelist": DEMUXERS}
+
+
+def _run(args: list[str], timeout: float | None) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run(args, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired as e:
+        raise MediaError("timeout", f"{args[0]} did not finish within {timeout:.0f} s") from e
+    except FileNotFoundError as e:
+        raise MediaError("error", f"{args[0]} not found: install ffmpeg (Debian: apt-get install ffmpeg)") from e
+
+
+def _last_error_line(stderr: bytes) -> str:
+    lines = [ln.strip() for ln in stderr.decode("utf-8", "replace").splitlines() if ln.strip()]
+    return lines[-1] if lines else "no message"
+
+
+def _fraction(s: str | None) -> float:
+    if not s or s in ("0/0", "N/A"):
+        return 0.0
+    num, _, den = s.partition("/")
+    try:
+        return float(num) / float(den or 1)
+    except (ValueError, ZeroDivisionError):
+        return 0.0
+
+
+def _float(s) -> float:
+    try:
+        v = float(s)
+    except (TypeError, ValueError):
+        return 0.0
+    return v if math.isfinite(v) else 0.0
+
+
+def _rotation(stream: dict) -> int:
+    for side in stream.get("side_data_list") or []:
+        if "rotation" in side:
+            return int(round(_float(side["rotation"]))) % 360
+    return int(round(_float((stream.get("tags") or {}).get("rotate", 0)))) % 360
+
+
+_REFUSED_RE = re.compile(rb"\[([\w,]+) @ [^\]]*\] Format not on whitelist")
+
+
+def _probe_error(path: str, stderr: bytes) -> MediaError:
+    """Turn ffprobe's complaint into a status: not a video we accept, or a video we cannot read."""
+    refused = _REFUSED_RE.search(stderr)
+    if refused:
+        fmt = refused.group(1).decode()
+        return MediaError("unsupported", f"{fmt} input refused: not an accepted video container")
+    msg = _last_error_line(stderr).replace("file:" + path + ": ", "")
+    if b"moov atom not found" in stderr:
+        with open(path, "rb") as fh:
+            is_mp4 = fh.read(8)[4:8] == b"ftyp"
+        if is_mp4:
+            return MediaError("decode_error", "truncated or incomplete MP4 (moov atom not found)")
+    if "Invalid data found" in msg:
+        return MediaError("unsupported", "not a video file ffmpeg can read")
+    return MediaError("decode_error", f"ffprobe: {msg}")
+
+
+def probe(path: str, timeout: float | None = 30.0) -> VideoInfo:
+    """Read duration, frame rate, frame count, rotation and size; raise MediaError for what is not a video."""
+    args = [FFPROBE, "-v", "error", "-protocol_whitelist", "file", "-format_whitelist", DEMUXERS,
+            "-show_format", "-show_streams", "-of", "json", "file:" + path]
+    proc = _run(args, timeout)
+    if proc.returncode != 0:
+        raise _probe_error(path, proc.stderr)
+    meta = json.loads(proc.stdout.decode("utf-8", "replace") or "{}")
+    videos = [s for s in meta.get("streams", []) if s.get("codec_type") == "video"
+              and not (s.get("disposition") or {}).get("attached_pic")]
+    if not videos:
+        raise MediaError("unsupported", "no video stream")
+    v = videos[0]
+    fmt = meta.get("format", {})
+    fps = _fraction(v.get("avg_frame_rate")) or _fraction(v.get("r_frame_rate"))
+    duration = _float(v.get("duration")) or _float(fmt.get("duration"))
+    frame_count = int(_float(v.get("nb_frames"))) or int(round(duration * fps))
+    if duration <= 0 and frame_count and fps:
+        duration = frame_count / fps
+    width, height = int(v.get("width") or 0), int(v.get("height") or 0)
+    if width <= 0 or height <= 0:
+        raise MediaError("decode_error", "video stream has no frame size")
+    rotation = _rotation(v)
+    if rotation in (90, 270):
+        width, height = height, width
+    return VideoInfo(duration=duration, fps=fps, frame_count=frame_count, width=width, height=height,
+                     rotation=rotation, codec=str(v.get("codec_name", "")), container=str(fmt.get("format_name", "")),
+                     start_time=_float(v.get("start_time")) or _float(fmt.get("start_time")))
+
+
+def sample_times(info: VideoInfo, frames: int = 32, fps: float | None = None,
+                 max_frames: int = MAX_FRAMES) -> list[float]:
+    """Timestamps to sample: `frames` evenly spaced (each in the middle of its slice), or `fps` per second."""
+    duration = info.duration
+    if duration <= 0:
+        return [0.0]
+    if fps:
+        n = max(1, min(max_frames, int(duration * fps)))
+        step = 1.0 / fps
+        return [round(min(duration, (i + 0.5) * step), 4) for i in range(n)]
+    n = max(1, min(frames, max_frames, info.frame_count or frames))
+    return [round(duration * (i + 0.5) / n, 4) for i in range(n)]
+
+
+def output_size(info: VideoInfo, max_side: int = MAX_SIDE) -> tuple[int, int]:
+    """The size frames come out of ffmpeg: the displayed size, scaled down to max_side on the long side."""
+    scale = min(1.0, max_side / max(info.width, info.height))
+    return max(2, int(round(info.width * scale / 2)) * 2), max(2, int(round(info.height * scale / 2)) * 2)
+
+
+class _Watchdog:
+    """Kills an ffmpeg process when the per-video deadline passes, so a hostile file cannot hang the batch."""
+
+    def __init__(self, proc: subprocess.Popen, deadline: float | None):
+        self.fired = False
+        self._timer = None
+        if deadline is not None:
+            self._timer = threading.Timer(max(0.0, deadline - time.monotonic()), self._kill, args=(proc,))
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _kill(self, proc: subprocess.Popen) -> None:
+        self.fired = True
+        proc.kill()
+
+    def cancel(self) -> None:
+        if self._timer:
+            self._timer.cancel()
+
+
+_PTS_RE = re.compile(rb"pts_time:\s*(-?[0-9.]+)")
+
+
+def _pipe_frames(args: list[str], size: tuple[int, int], deadline: float | None,
+                 on_stderr_line=None) -> Iterator[np.ndarray]:
+    """Run ffmpeg and yield raw RGB frames from its stdout; stderr is drained on a thread."""
+    w, h = size
+    nbytes = w * h * 3
+    proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    tail: list[bytes] = []
+    count = 0
+
+    def drain() -> None:
+        for line in proc.stderr:
+            if on_stderr_line:
+                on_stderr_line(line)
+            if b"Parsed_showinfo" not in line:
+                tail[:] = (tail + [line])[-5:]
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    dog = _Watchdog(proc, deadline)
+    try:
+        while True:
+            buf = proc.stdout.read(nbytes)
+            if len(buf) < nbytes:
+                break
+            count += 1
+            yield np.frombuffer(buf, np.uint8).reshape(h, w, 3)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.stdout.close()
+        proc.wait()
+        reader.join(timeout=5)
+        dog.cancel()
+    if dog.fired:
+        raise MediaError("timeout", "decoding did not finish before the time limit")
+    if count == 0 and proc.returncode != 0:
+        raise MediaError("decode_error", f"ffmpeg: {_last_error_line(b''.join(tail))}")
+
+
+def _select_expr(targets: list[float]) -> str:
+    """Select the first frame at or after each target time, in one pass over the stream."""
+    terms = [f"gte(t,{t:.4f})*(isnan(prev_selected_t)+lt(prev_selected_t,{t:.4f}))" for t in targets]
+    return "+".join(terms)
+
+
+def read_frames(path: str, info: VideoInfo, times: list[float], max_side: int = MAX_SIDE,
+                deadline: float | None = None) -> Iterator[Frame]:
+    """Stream the frames at `times`: one select pass for short clips, one input seek per frame for long ones."""
+    size = output_size(info, max_side)
+    if info.duration > SEEK_AFTER_S and len(times) > 1:
+        frames = _read_by_seeking(path, info, times, size, deadline)
+    else:
+        frames = _read_by_selecting(path, info, times, size, deadline)
+    scale = size[0] / info.width
+    for i, (t, image) in enumerate(frames):
+        yield Frame(index=i, t=t, image=image, scale=scale)
+
+
+def _read_by_selecting(path: str, info: VideoInfo, times: list[float], size: tuple[int, int],
+                       deadline: float | None) -> Iterator[tuple[float, np.ndarray]]:
+    shown: list[float] = []
+
+    def on_line(line: bytes) -> None:
+        m = _PTS_RE.search(line) if b"Parsed_showinfo" in line else None
+        if m:
+            shown.append(float(m.group(1)))
+
+    start = info.start_time
+    stream = (ffmpeg.input("file:" + path, **_input_args(path))
+              .video
+              .filter("select", _select_expr([start + t for t in times]))
+              .filter("showinfo")
+              .filter("scale", size[0], size[1])
+              .output("pipe:", format="rawvideo", pix_fmt="rgb24", vsync="passthrough", an=None, sn=None))
+    args = stream.compile(cmd=FFMPEG, overwrite_output=True)
+    args[1:1] = ["-nostdin", "-nostats", "-hide_banner", "-loglevel", "info"]
+    for i, image in enumerate(_pipe_frames(args, size, deadline, on_line)):
+        # showinfo prints a frame's line before the frame reaches the pipe; wait briefly if the stderr
+        # thread lags, and fall back to the target time if the line never comes.
+        for _ in range(50):
+            if len(shown) > i:
+                break
+            time.sleep(0.002)
+        t = shown[i] - start if len(shown) > i else times[min(i, len(times) - 1)]
+        yield round(max(0.0, t), 4), image
+
+
+def _read_by_seeking(path: str, info: VideoInfo, times: list[float], size: tuple[int, int],
+                     deadline: float | None) -> Iterator[tuple[float, np.ndarray]]:
+    for t in times:
+        stream = (ffmpeg.input("file:" + path, ss=f"{t:.4f}", **_input_args(path))
+                  .video
+                  .filter("scale", size[0], size[1])
+                  .output("pipe:", format="rawvideo", pix_fmt="rgb24", vframes=1, an=None, sn=None))
+        args = stream.compile(cmd=FFMPEG, overwrite_output=True)
+        args[1:1] = ["-nostdin", "-nostats", "-hide_banner", "-loglevel", "error"]
+        for image in _pipe_frames(args, size, deadline):
+            yield t, image

@@ -1,0 +1,156 @@
+"""The manipulation detector: model profiles, checkpoints and batched scoring.
+
+A checkpoint is a plain dict: `{"format": "deepscreen-detector", "profile": {...}, "state_dict": {...}}`. The
+profile says everything inference must match from training: architecture, input size, normalisation, crop
+margin, a version and a default threshold. Checkpoints load with `weights_only=True` (a pickle that would run
+code is refused) and `strict=True` (a profile that does not match its tensors is refused).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+FORMAT = "deepscreen-detector"
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+DEFAULT_WEIGHTS = "deepscreen-sbi-mnv2.pt"
+
+
+class ModelError(Exception):
+    """A checkpoint that cannot be used, with a message a user can act on."""
+
+
+@dataclass
+class ModelProfile:
+    name: str
+    arch: str
+    input_size: int
+    margin: float  # face box enlarged by this fraction before the square crop (see faces.crop_box)
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    threshold: float = 0.5
+    version: str = "1"
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["mean"], d["std"] = list(self.mean), list(self.std)
+        return d
+
+
+def _mobilenet_v2() -> nn.Module:
+    from torchvision.models import mobilenet_v2
+
+    net = mobilenet_v2()
+    net.classifier[-1] = nn.Linear(net.last_channel, 1)
+    return net
+
+
+def _tiny_cnn() -> nn.Module:
+    """A few-layer CNN: fast enough for tests and smoke runs, never a real detector."""
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.ReLU(),
+        nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 1))
+
+
+ARCHITECTURES: dict[str, Callable[[], nn.Module]] = {"mobilenet_v2": _mobilenet_v2, "tiny_cnn": _tiny_cnn}
+
+
+def create_model(arch: str) -> nn.Module:
+    """Build an architecture with one output logit (fake), weights uninitialised by any download."""
+    if arch not in ARCHITECTURES:
+        raise ModelError(f"unknown architecture {arch!r}; known: {', '.join(sorted(ARCHITECTURES))}")
+    return ARCHITECTURES[arch]()
+
+
+def save_checkpoint(path: str | os.PathLike, model: nn.Module, profile: ModelProfile) -> None:
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tmp = f"{path}.tmp"
+    torch.save({"format": FORMAT, "profile": profile.to_dict(), "state_dict": state}, tmp)
+    os.replace(tmp, path)
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def default_weights() -> Path:
+    """$DEEPSCREEN_WEIGHTS, else the default detector shipped in the repository's weights/ folder."""
+    return Path(os.environ.get("DEEPSCREEN_WEIGHTS") or WEIGHTS_DIR / DEFAULT_WEIGHTS)
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelError("--device cuda asked for, but torch sees no CUDA device")
+    return torch.device(device)
+
+
+class Detector:
+    """A loaded checkpoint: `score(crops)` gives the probability that each face crop is manipulated."""
+
+    def __init__(self, model: nn.Module, profile: ModelProfile, device: torch.device, sha256: str = "",
+                 batch_size: int = 32):
+        self.profile = profile
+        self.device = device
+        self.sha256 = sha256
+        self.batch_size = batch_size
+        self.model = model.to(device).eval().to(memory_format=torch.channels_last)
+        self._mean = torch.tensor(profile.mean, device=device).view(1, 3, 1, 1) * 255
+        self._std = torch.tensor(profile.std, device=device).view(1, 3, 1, 1) * 255
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: str = "auto", batch_size: int = 32) -> "Detector":
+        path = Path(path)
+        if not path.is_file():
+            raise ModelError(f"weights not found: {path}")
+        try:
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # torch raises UnpicklingError, RuntimeError, EOFError... for bad files
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ModelError(f"refused to load {path.name}: not a plain-tensor checkpoint ({first})") from e
+        if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+            raise ModelError(f"{path.name} is not a deepscreen detector checkpoint")
+        p = dict(ckpt["profile"])
+        p["mean"], p["std"] = tuple(p["mean"]), tuple(p["std"])
+        profile = ModelProfile(**p)
+        model = create_model(profile.arch)
+        try:
+            model.load_state_dict(ckpt["state_dict"], strict=True)
+        except RuntimeError as e:
+            raise ModelError(f"{path.name}: weights do not match architecture {profile.arch!r}: {e}") from e
+        return cls(model, profile, resolve_device(device), sha256_file(path), batch_size)
+
+    def info(self) -> dict:
+        return {"name": self.profile.name, "arch": self.profile.arch, "version": self.profile.version,
+                "input_size": self.profile.input_size, "weights_sha256": self.sha256}
+
+    def to_tensor(self, crops: list[np.ndarray]) -> torch.Tensor:
+        """uint8 HxWx3 crops -> a normalised NCHW float batch on the detector's device."""
+        batch = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2)
+        if self.device.type == "cuda":
+            batch = batch.pin_memory().to(self.device, non_blocking=True)
+        batch = (batch.float() - self._mean) / self._std
+        return batch.contiguous(memory_format=torch.channels_last)
+
+    def score(self, crops: list[np.ndarray]) -> np.ndarray:
+        out = []
+        with torch.inference_mode():
+            for start in range(0, len(crops), self.batch_size):
+                x = self.to_tensor(crops[start:start + self.batch_size])
+                with torch.autocast("cuda", dtype=torch.float16, enabled=self.device.type == "cuda"):
+                    logits = self.model(x)
+                out.append(torch.sigmoid(logits.float()).flatten().cpu().numpy())
+        return np.concatenate(out) if out else np.zeros(0, np.float32)

@@ -1,0 +1,204 @@
+"""The Python API: `Screener` loads the models once and screens videos, top to bottom.
+
+probe and sample frames (media) -> find faces (faces) -> score faces (model) -> aggregate -> ScreenResult.
+
+`screen_many` overlaps work: while the models run on one video, worker threads already hash, probe and
+decode the next ones (ffmpeg runs as a subprocess, so those threads mostly wait on pipes). Each worker hands
+frames through a small bounded queue, so memory stays flat however long the videos are.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import queue
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator
+
+import torch
+
+from . import __version__, media
+from .aggregate import build_tracks, video_score
+from .faces import Face, FaceFinder, crop_face, link_tracks
+from .model import Detector, default_weights, resolve_device, sha256_file
+from .results import ScreenResult
+
+_END = object()
+
+
+@dataclass
+class _Decoded:
+    """What a decode worker produces for one path, before the models see it."""
+
+    path: str
+    result: ScreenResult
+    info: media.VideoInfo | None = None
+    frames: "queue.Queue" = field(default_factory=lambda: queue.Queue(maxsize=16))
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def _check_file(path: str) -> tuple[int, str] | ScreenResult:
+    """Stat and hash a path; a path that is not a readable regular file gets its record right here."""
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        reason = "symlink loop" if e.errno == errno.ELOOP else (e.strerror or str(e)).lower()
+        return ScreenResult(path=path, status="error", message=f"cannot open: {reason}")
+    if os.path.isdir(path):
+        return ScreenResult(path=path, status="unsupported", message="is a directory")
+    if not os.path.isfile(path):
+        return ScreenResult(path=path, status="unsupported", message="not a regular file")
+    try:
+        digest = sha256_file(path)
+    except OSError as e:
+        return ScreenResult(path=path, status="error", message=f"cannot read: {(e.strerror or str(e)).lower()}",
+                            bytes=st.st_size)
+    if st.st_size == 0:
+        return ScreenResult(path=path, status="unsupported", message="empty file", bytes=0, sha256=digest)
+    return st.st_size, digest
+
+
+class Screener:
+    """Screens videos for face manipulation. Models load once; `screen` and `screen_many` reuse them.
+
+    >>> s = Screener(device="auto")
+    >>> result = s.screen("clip.mp4")
+    >>> result.verdict, result.score
+    """
+
+    def __init__(self, weights: str | os.PathLike | None = None, device: str = "auto", frames: int = 32,
+                 fps: float | None = None, threshold: float | None = None, batch_size: int = 32,
+                 min_face: int = 40, workers: int = 2, timeout: float | None = None):
+        self.device = resolve_device(device)
+        self.detector = Detector.load(weights or default_weights(), device=str(self.device), batch_size=batch_size)
+        self.faces = FaceFinder(device=self.device, min_face=min_face)
+        self.frames = frames
+        self.fps = fps
+        self.threshold = self.detector.profile.threshold if threshold is None else threshold
+        self.workers = max(1, workers)
+        self.timeout = timeout
+        if self.device.type == "cpu":
+            # Leave a core's worth of time to the ffmpeg decoders running alongside the models.
+            torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
+
+    # -- public API -------------------------------------------------------------------------------------
+
+    def screen(self, path: str) -> ScreenResult:
+        """Screen one file. Never raises for a bad file: the record's status and message say what happened."""
+        return next(self.screen_many([path]))
+
+    def screen_many(self, paths: Iterable[str]) -> Iterator[ScreenResult]:
+        """Screen files in order, yielding each record as soon as it is done."""
+        pending: deque[_Decoded] = deque()
+        it = iter(paths)
+        exhausted = False
+        while True:
+            while not exhausted and len(pending) < self.workers:
+                try:
+                    pending.append(self._start_decode(next(it)))
+                except StopIteration:
+                    exhausted = True
+            if not pending:
+                return
+            yield self._finish(pending.popleft())
+
+    # -- stages -----------------------------------------------------------------------------------------
+
+    def _start_decode(self, path: str) -> _Decoded:
+        job = _Decoded(path=path, result=ScreenResult(path=path, status="ok"))
+        threading.Thread(target=self._decode, args=(job,), daemon=True, name="deepscreen-decode").start()
+        return job
+
+    def _decode(self, job: _Decoded) -> None:
+        """Worker thread: check, hash, probe, then stream sampled frames into the job's queue."""
+        start = time.monotonic()
+        try:
+            checked = _check_file(job.path)
+            if isinstance(checked, ScreenResult):
+                job.result = checked
+                return
+            job.result.bytes, job.result.sha256 = checked
+            job.timings["hash"] = time.monotonic() - start
+            t0 = time.monotonic()
+            deadline = start + self.timeout if self.timeout else None
+            job.info = media.probe(job.path, timeout=self.timeout or 30.0)
+            job.timings["probe"] = time.monotonic() - t0
+            t0 = time.monotonic()
+            times = media.sample_times(job.info, self.frames, self.fps)
+            for frame in media.read_frames(job.path, job.info, times, deadline=deadline):
+                job.frames.put(frame)
+            job.timings["decode"] = time.monotonic() - t0
+        except media.MediaError as e:
+            job.result.status, job.result.message = e.status, e.message
+        except Exception as e:  # noqa: BLE001 - one bad file must not stop the batch
+            job.result.status, job.result.message = "error", f"{type(e).__name__}: {e}"
+        finally:
+            job.frames.put(_END)
+
+    def _finish(self, job: _Decoded) -> ScreenResult:
+        """Main thread: detect faces as frames arrive, then score, aggregate and fill the record."""
+        faces: list[Face] = []
+        sampled, with_faces, scale = 0, 0, 1.0
+        detect_s = 0.0
+        batch: list[media.Frame] = []
+
+        def detect(frames: list[media.Frame]) -> None:
+            nonlocal with_faces, detect_s
+            t0 = time.monotonic()
+            found = self.faces.find([f.image for f in frames], [f.t for f in frames], frames[0].index)
+            size, margin = self.detector.profile.input_size, self.detector.profile.margin
+            for frame, frame_faces in zip(frames, found):
+                with_faces += bool(frame_faces)
+                for face in frame_faces:
+                    face.crop = crop_face(frame.image, face.box, margin, size)
+                faces.extend(frame_faces)
+            detect_s += time.monotonic() - t0
+
+        result = job.result
+        try:
+            while (frame := job.frames.get()) is not _END:
+                sampled += 1
+                scale = frame.scale
+                batch.append(frame)
+                if len(batch) >= self.faces.batch_size:
+                    detect(batch)
+                    batch = []
+            if batch:
+                detect(batch)
+            result.timings.update({k: round(v, 4) for k, v in job.timings.items()})
+            result.timings["detect"] = round(detect_s, 4)
+            if result.status == "ok" and sampled == 0:
+                result.status, result.message = "decode_error", "no frame could be decoded"
+            if result.status == "ok" and not faces:
+                result.status, result.message = "no_face", f"no face found in {sampled} sampled frames"
+            if result.status == "ok":
+                t0 = time.monotonic()
+                scores = self.detector.score([f.crop for f in faces])
+                result.timings["score"] = round(time.monotonic() - t0, 4)
+                link_tracks(_by_frame(faces))
+                result.tracks = build_tracks(faces, scores, scale)
+                result.score = round(float(video_score(result.tracks)), 6)
+        except Exception as e:  # noqa: BLE001 - one bad file must not stop the batch
+            result.status, result.message = "error", f"{type(e).__name__}: {e}"
+            result.score, result.tracks = None, []
+        result.frames_sampled = sampled
+        result.frames_with_faces = with_faces
+        result.threshold = self.threshold
+        result.verdict = "unknown" if result.score is None else ("fake" if result.score >= self.threshold else "real")
+        if job.info:
+            i = job.info
+            result.video = {"duration": round(i.duration, 3), "fps": round(i.fps, 3), "width": i.width,
+                            "height": i.height, "codec": i.codec, "rotation": i.rotation, "frame_count": i.frame_count}
+        result.model = self.detector.info()
+        result.deepscreen_version = __version__
+        result.timings["total"] = round(sum(result.timings.values()), 4)
+        return result
+
+
+def _by_frame(faces: list[Face]) -> list[list[Face]]:
+    frames: dict[int, list[Face]] = {}
+    for f in faces:
+        frames.setdefault(f.frame_index, []).append(f)
+    return [frames[k] for k in sorted(frames)]

@@ -1,0 +1,382 @@
+"""Bench metrics, data set layouts and reports: hand-computed cases, no decoding, no models."""
+from __future__ import annotations
+
+import json
+import os
+
+import matplotlib.image as mpimg
+import pytest
+
+from deepscreen.bench import (
+    UNSCORED_POLICY,
+    LabelledVideo,
+    compute_metrics,
+    eer,
+    format_table,
+    load_dataset,
+    throughput,
+    write_reports,
+)
+from deepscreen.results import ScreenResult, TrackResult
+
+
+def _ok(path: str, score: float, **kw) -> ScreenResult:
+    return ScreenResult(path=path, status="ok", score=score, **kw)
+
+
+def _case(entries):
+    """entries: (name, label, score-or-status, source, method) -> items, results."""
+    items, results = [], {}
+    for name, label, sc, source, method in entries:
+        p = os.path.abspath(f"/data/{name}.mp4")
+        items.append(LabelledVideo(path=p, label=label, source=source, method=method))
+        if sc == "missing":
+            continue
+        results[p] = _ok(p, sc) if isinstance(sc, float) else ScreenResult(path=p, status=sc)
+    return items, results
+
+
+# Fakes 0.9, 0.4; reals 0.6, 0.1.
+FOUR = [
+    ("f1", 1, 0.9, "a", "M"),
+    ("f2", 1, 0.4, "a", "M"),
+    ("r1", 0, 0.6, "a", ""),
+    ("r2", 0, 0.1, "a", ""),
+]
+
+
+# ------------------------------------------------------------------------------------------
+# metrics
+# ------------------------------------------------------------------------------------------
+
+
+def test_four_videos_by_hand():
+    items, results = _case(FOUR)
+    m = compute_metrics(items, results, threshold=0.5)
+    assert m["n"] == 4 and m["n_scored"] == 4
+    # AUC: fake>real pairs (0.9>0.6, 0.9>0.1, 0.4>0.1) = 3 of 4
+    assert m["auc"] == pytest.approx(0.75)
+    # AP: ranked F(0.9) R(0.6) F(0.4) R(0.1): 0.5*1 + 0.5*(2/3)
+    assert m["ap"] == pytest.approx(0.5 + 0.5 * 2 / 3)
+    # ROC: at threshold 0.6 FPR = 0.5 and FNR = 0.5 exactly
+    assert m["eer"] == pytest.approx(0.5)
+    assert m["eer_threshold"] == pytest.approx(0.6)
+    # At 0.5: 0.9 TP, 0.4 FN, 0.6 FP, 0.1 TN
+    assert m["confusion"] == {"tn": 1, "fp": 1, "fn": 1, "tp": 1}
+    assert m["accuracy"] == pytest.approx(0.5)
+    assert m["precision"] == pytest.approx(0.5)
+    assert m["recall"] == pytest.approx(0.5)
+    assert m["f1"] == pytest.approx(0.5)
+    assert m["threshold"] == 0.5
+    # Any flagged real means FPR 0.5 > budget: lowest safe threshold is the top fake's score.
+    assert m["threshold_at_fpr"] == {"0.01": pytest.approx(0.9), "0.05": pytest.approx(0.9)}
+    assert m["tpr_at_fpr"]["0.01"] == pytest.approx(0.5)
+    assert m["failures"] == {}
+    assert m["unscored_policy"] == UNSCORED_POLICY
+
+
+def test_eer_interpolated():
+    # Fakes 0.9 0.8 0.3, reals 0.5 0.1. ROC points (fpr, fnr): (0,1/3)@0.8 -> (0.5,1/3)@0.5.
+    # FNR - FPR goes 1/3 -> -1/6, crossing at t = 2/3: EER = 1/3, threshold 0.8 - 2/3*0.3 = 0.6.
+    rate, thr = eer([1, 1, 1, 0, 0], [0.9, 0.8, 0.3, 0.5, 0.1])
+    assert rate == pytest.approx(1 / 3)
+    assert thr == pytest.approx(0.6)
+
+
+def test_threshold_at_fpr_with_many_reals():
+    # 100 reals at 0, 0.005, ..., 0.495; 9 fakes at 0.6..0.68 and one fake at 0.4525,
+    # below the 9 reals 0.455..0.495.
+    reals = [(f"r{i}", 0, i / 200, "", "") for i in range(100)]
+    fakes = [(f"f{i}", 1, 0.6 + i / 100, "", "") for i in range(9)] + [("f9", 1, 0.4525, "", "")]
+    items, results = _case(reals + fakes)
+    m = compute_metrics(items, results, threshold=0.5)
+    # FPR <= 0.01 -> at most 1 real flagged: lowest threshold 0.495, catching the 9 high fakes.
+    assert m["threshold_at_fpr"]["0.01"] == pytest.approx(0.495)
+    assert m["tpr_at_fpr"]["0.01"] == pytest.approx(0.9)
+    # FPR <= 0.05 -> at most 5 reals (0.475..0.495): threshold 0.475, still 9 fakes.
+    assert m["threshold_at_fpr"]["0.05"] == pytest.approx(0.475)
+    # AUC: only the 0.4525 fake loses to the 9 reals above it
+    assert m["auc"] == pytest.approx(1 - 9 / 1000)
+    assert m["confusion"] == {"tn": 100, "fp": 0, "fn": 1, "tp": 9}
+
+
+def test_unscored_policy():
+    entries = FOUR + [
+        ("nf", 1, "no_face", "a", "M"),
+        ("de", 0, "decode_error", "a", ""),
+        ("gone", 1, "missing", "a", "M"),
+    ]
+    items, results = _case(entries)
+    m = compute_metrics(items, results, threshold=0.5)
+    # Ranking metrics only over the 4 scored videos: unchanged from the hand case.
+    assert m["n"] == 7 and m["n_scored"] == 4
+    assert m["auc"] == pytest.approx(0.75)
+    assert m["eer"] == pytest.approx(0.5)
+    assert m["failures"] == {"decode_error": 1, "missing": 1, "no_face": 1}
+    # Unscored = predicted real: two fakes become FN, the real becomes TN.
+    assert m["confusion"] == {"tn": 2, "fp": 1, "fn": 3, "tp": 1}
+    assert m["accuracy"] == pytest.approx(3 / 7)
+    assert m["recall"] == pytest.approx(1 / 4)
+    assert m["precision"] == pytest.approx(1 / 2)
+    assert "predicted real" in m["unscored_policy"]
+
+
+def test_ok_status_without_score_and_error_with_score_are_unscored():
+    items, results = _case(FOUR)
+    p = items[0].path
+    results[p] = ScreenResult(path=p, status="timeout", score=0.99)
+    items.append(LabelledVideo(path="/data/x.mp4", label=0))
+    results["/data/x.mp4"] = ScreenResult(path="/data/x.mp4", status="ok", score=None)
+    m = compute_metrics(items, results, 0.5)
+    assert m["failures"] == {"no_score": 1, "timeout": 1}
+    assert m["n_scored"] == 3
+
+
+def test_one_class_groups_give_none():
+    entries = [
+        ("f1", 1, 0.9, "only_fake", "M"),
+        ("f2", 1, 0.7, "only_fake", "M"),
+        ("r1", 0, 0.2, "mixed", ""),
+        ("f3", 1, 0.8, "mixed", "N"),
+    ]
+    items, results = _case(entries)
+    m = compute_metrics(items, results, 0.5)
+    src = m["per_source"]["only_fake"]
+    assert src["n"] == 2 and src["auc"] is None and src["ap"] is None and src["eer"] is None
+    assert src["accuracy"] == pytest.approx(1.0)
+    assert m["per_source"]["mixed"]["auc"] == pytest.approx(1.0)
+    # per_method: method fakes vs the shared real pool
+    assert m["per_method"]["M"]["n"] == 3 and m["per_method"]["M"]["auc"] == pytest.approx(1.0)
+    assert m["per_method"]["N"]["n"] == 2
+
+
+def test_all_one_class_and_empty_never_crash():
+    items, results = _case([("f1", 1, 0.9, "", ""), ("f2", 1, 0.1, "", "")])
+    m = compute_metrics(items, results, 0.5)
+    for k in ("auc", "ap", "eer", "eer_threshold", "frame_auc"):
+        assert m[k] is None
+    assert m["threshold_at_fpr"] == {"0.01": None, "0.05": None}
+    assert m["precision"] == 1.0 and m["recall"] == 0.5
+    # no positive predictions -> precision undefined -> None
+    m = compute_metrics(items, results, 0.95)
+    assert m["precision"] is None and m["f1"] == pytest.approx(0.0)
+    m = compute_metrics([], {}, 0.5)
+    assert m["n"] == 0 and m["accuracy"] is None and m["auc"] is None
+    assert m["per_source"] == {} and m["per_method"] == {}
+
+
+def test_results_keyed_by_other_path_spelling():
+    items, results = _case(FOUR)
+    rekeyed = {f"k{i}": r for i, r in enumerate(results.values())}  # key unusable, r.path matches
+    assert compute_metrics(items, rekeyed, 0.5)["auc"] == pytest.approx(0.75)
+
+
+def _track(tid, times, scores):
+    return TrackResult(track_id=tid, score=max(scores), faces=len(scores), first_t=times[0],
+                       last_t=times[-1], top_times=[], face_scores=scores, face_times=times)
+
+
+def test_frame_auc_max_over_tracks_at_same_time():
+    fake = _ok("/d/f.mp4", 0.8, tracks=[_track(0, [0.0, 1.0], [0.9, 0.2]), _track(1, [1.0], [0.7])])
+    real = _ok("/d/r.mp4", 0.4, tracks=[_track(0, [0.0, 1.0], [0.3, 0.8])])
+    items = [LabelledVideo("/d/f.mp4", 1), LabelledVideo("/d/r.mp4", 0)]
+    m = compute_metrics(items, {"/d/f.mp4": fake, "/d/r.mp4": real}, 0.5)
+    # frames: fake {0.9, max(0.2,0.7)=0.7}, real {0.3, 0.8}: pairs won 0.9>0.3, 0.9>0.8, 0.7>0.3 = 3/4
+    assert m["n_frames"] == 4
+    assert m["frame_auc"] == pytest.approx(0.75)
+
+
+def test_throughput():
+    rs = {
+        "a": ScreenResult(path="a", status="ok", frames_sampled=30,
+                          timings={"decode": 1.0, "score": 2.0, "total": 4.0}),
+        "b": ScreenResult(path="b", status="no_face", frames_sampled=10,
+                          timings={"decode": 3.0, "total": 4.0}),
+    }
+    t = throughput(rs, 8.0)
+    assert t["videos_per_s"] == pytest.approx(0.25)
+    assert t["frames_per_s"] == pytest.approx(5.0)
+    assert t["mean_stage_s"] == {"decode": 2.0, "score": 2.0, "total": 4.0}
+    assert throughput(list(rs.values()), 0)["videos_per_s"] is None
+
+
+# ------------------------------------------------------------------------------------------
+# layouts
+# ------------------------------------------------------------------------------------------
+
+
+def _touch(root, *rels):
+    for rel in rels:
+        p = root.joinpath(*rel.split("/"))
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b"")
+
+
+def _by_name(items):
+    return {os.path.basename(v.path): v for v in items}
+
+
+def test_labels_csv_in_root(tmp_path):
+    _touch(tmp_path, "clips/a.mp4", "clips/b.mov", "c.avi")
+    (tmp_path / "labels.csv").write_text(
+        "file,label,source,method\nclips/a.mp4,fake,yt,FaceSwap\nclips/b.mov,real,yt,\nc.avi,1,,\n"
+    )
+    items = load_dataset(str(tmp_path))
+    got = _by_name(items)
+    assert got["a.mp4"].label == 1 and got["a.mp4"].method == "FaceSwap" and got["a.mp4"].source == "yt"
+    assert got["b.mov"].label == 0
+    assert got["c.avi"].label == 1
+    assert all(os.path.isabs(v.path) and os.path.isfile(v.path) for v in items)
+
+
+def test_explicit_labels_file_relative_to_csv_folder(tmp_path):
+    _touch(tmp_path, "videos/x.mp4", "videos/y.mp4")
+    meta = tmp_path / "meta"
+    meta.mkdir()
+    (meta / "gt.csv").write_text("file,label\n../videos/x.mp4,0\n../videos/y.mp4,REAL\n")
+    items = load_dataset(str(tmp_path / "videos"), labels=str(meta / "gt.csv"))
+    assert [v.label for v in items] == [0, 0]
+    assert items[0].path == str((tmp_path / "videos" / "x.mp4").resolve())
+
+
+def test_bad_label_raises(tmp_path):
+    _touch(tmp_path, "a.mp4")
+    (tmp_path / "labels.csv").write_text("file,label\na.mp4,maybe\n")
+    with pytest.raises(ValueError, match="real/fake"):
+        load_dataset(str(tmp_path))
+
+
+def test_real_fake_folders(tmp_path):
+    _touch(tmp_path, "real/r1.mp4", "real/youtube/r2.MKV", "fake/deepfakes/sub/f1.webm",
+           "fake/f2.mp4", "fake/notes.txt")
+    got = _by_name(load_dataset(str(tmp_path)))
+    assert set(got) == {"r1.mp4", "r2.MKV", "f1.webm", "f2.mp4"}
+    assert got["r1.mp4"].label == 0 and got["r1.mp4"].source == ""
+    assert got["r2.MKV"].source == "youtube"
+    assert got["f1.webm"].label == 1 and got["f1.webm"].source == "deepfakes"
+
+
+def test_faceforensics(tmp_path):
+    _touch(tmp_path,
+           "original_sequences/youtube/c23/videos/000.mp4",
+           "original_sequences/actors/c23/videos/01__talking.mp4",
+           "manipulated_sequences/Deepfakes/c23/videos/000_003.mp4",
+           "manipulated_sequences/Deepfakes/masks/videos/000_003.mp4",
+           "manipulated_sequences/FaceSwap/c23/videos/001_002.mp4",
+           "manipulated_sequences/DeepFakeDetection/c23/videos/01_02__talking.mp4")
+    items = load_dataset(str(tmp_path))
+    assert len(items) == 5  # mask videos are not inputs
+    got = _by_name(items)
+    assert got["000.mp4"].label == 0 and got["000.mp4"].source == "youtube"
+    assert got["01__talking.mp4"].source == "actors"
+    assert got["000_003.mp4"].label == 1 and got["000_003.mp4"].method == "Deepfakes"
+    assert "masks" not in got["000_003.mp4"].path
+    assert got["001_002.mp4"].method == "FaceSwap"
+    assert got["01_02__talking.mp4"].source == "actors"
+
+
+def test_dfdc_parts(tmp_path):
+    for part, files in (("dfdc_train_part_0", {"aaa.mp4": "FAKE", "bbb.mp4": "REAL"}),
+                        ("dfdc_train_part_1", {"ccc.mp4": "REAL"})):
+        meta = {n: {"label": lab, "split": "train", "original": None if lab == "REAL" else "bbb.mp4"}
+                for n, lab in files.items()}
+        _touch(tmp_path, *(f"{part}/{n}" for n in files))
+        (tmp_path / part / "metadata.json").write_text(json.dumps(meta))
+    got = _by_name(load_dataset(str(tmp_path)))
+    assert {k: v.label for k, v in got.items()} == {"aaa.mp4": 1, "bbb.mp4": 0, "ccc.mp4": 0}
+    assert all(v.source == "dfdc" for v in got.values())
+
+
+def test_dfdc_single_folder_skips_missing(tmp_path):
+    _touch(tmp_path, "a.mp4")
+    (tmp_path / "metadata.json").write_text(json.dumps({"a.mp4": {"label": "FAKE"}, "gone.mp4": {"label": "REAL"}}))
+    with pytest.warns(UserWarning, match="not found"):
+        items = load_dataset(str(tmp_path))
+    assert [(os.path.basename(v.path), v.label) for v in items] == [("a.mp4", 1)]
+
+
+def test_celebdf_inverted_labels(tmp_path):
+    _touch(tmp_path, "YouTube-real/00170.mp4", "Celeb-real/id0_0001.mp4", "Celeb-synthesis/id0_id1_0001.mp4")
+    (tmp_path / "List_of_testing_videos.txt").write_text(
+        "1 YouTube-real/00170.mp4\n1 Celeb-real/id0_0001.mp4\n0 Celeb-synthesis/id0_id1_0001.mp4\n"
+    )
+    got = _by_name(load_dataset(str(tmp_path)))
+    assert got["00170.mp4"].label == 0 and got["00170.mp4"].source == "YouTube-real"
+    assert got["id0_0001.mp4"].label == 0 and got["id0_0001.mp4"].source == "Celeb-real"
+    assert got["id0_id1_0001.mp4"].label == 1 and got["id0_id1_0001.mp4"].source == "Celeb-synthesis"
+
+
+def test_unknown_layout_names_the_layouts(tmp_path):
+    _touch(tmp_path, "random/a.mp4")
+    with pytest.raises(ValueError) as err:
+        load_dataset(str(tmp_path))
+    msg = str(err.value)
+    for word in ("labels", "real/", "FaceForensics++", "DFDC", "Celeb-DF"):
+        assert word in msg
+
+
+# ------------------------------------------------------------------------------------------
+# reports
+# ------------------------------------------------------------------------------------------
+
+
+def _read(path: str) -> str:
+    with open(path, encoding="utf-8") as fh:
+        return fh.read()
+
+
+def test_write_reports(tmp_path):
+    entries = [
+        ("f1", 1, 0.9, "yt", "Deepfakes"),
+        ("f2", 1, 0.4, "yt", "FaceSwap"),
+        ("r1", 0, 0.6, "yt", ""),
+        ("r2", 0, 0.1, "yt", ""),
+        ("f3", 1, 0.7, "actors", "DFD"),
+        ("r3", 0, 0.3, "actors", ""),
+        ("nf", 1, "no_face", "only|pipe", "DFD"),
+    ]
+    items, results = _case(entries)
+    m = compute_metrics(items, results, 0.5)
+    m["throughput"] = throughput(results, 2.0)
+    paths = write_reports(m, items, results, str(tmp_path / "out"))
+    assert set(paths) == {"metrics", "report", "roc", "scores"}
+    assert {os.path.basename(p) for p in paths.values()} == {"metrics.json", "report.md", "roc.png", "scores.png"}
+
+    data = json.loads(_read(paths["metrics"]))
+    assert data["auc"] == pytest.approx(m["auc"])
+    assert data["unscored_policy"] == UNSCORED_POLICY
+    assert data["per_source"]["only|pipe"]["auc"] is None
+
+    md = _read(paths["report"])
+    for heading in ("## Overall", "## Per source", "## Per method", "## Confusion matrix",
+                    "## Failures", "## Throughput", "## Per video"):
+        assert heading in md
+    assert "| videos | scored | AUC | AP | EER |" in md
+    assert "| video | label | source | method | status | score | predicted | correct |" in md
+    assert "only\\|pipe" in md and "no_face" in md
+
+    for key in ("roc", "scores"):
+        assert os.path.getsize(paths[key]) > 0
+        img = mpimg.imread(paths[key])
+        assert img.ndim == 3 and img.shape[0] > 100 and img.shape[1] > 100
+
+
+def test_write_reports_degenerate(tmp_path):
+    items, results = _case([("f1", 1, 0.9, "", ""), ("nf", 0, "no_face", "", "")])
+    m = compute_metrics(items, results, 0.5)
+    paths = write_reports(m, items, results, str(tmp_path))
+    assert json.loads(_read(paths["metrics"]))["auc"] is None
+    assert "## Throughput" not in _read(paths["report"])
+    for key in ("roc", "scores"):
+        assert mpimg.imread(paths[key]).size > 0
+
+
+def test_format_table():
+    items, results = _case(FOUR + [("r9", 0, 0.2, "b", "")])
+    text = format_table(compute_metrics(items, results, 0.5))
+    lines = text.splitlines()
+    assert lines[0].split() == ["group", "n", "scored", "AUC", "AP", "EER", "acc"]
+    assert lines[2].startswith("overall")
+    assert any(line.startswith("source:a") for line in lines)
+    assert any(line.startswith("source:b") and " - " in line for line in lines)  # one class -> "-"
+    assert any(line.startswith("method:M") for line in lines)

@@ -5,6 +5,7 @@ Exit codes: 0 the scan completed (whatever the verdicts); 1 with --fail-on-fake 
 """
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -104,3 +105,37 @@ def summary(results: list[ScreenResult], stats: WalkStats, elapsed: float, outpu
 
 def _short(path: str, width: int = 48) -> str:
     return path if len(path) <= width else "..." + path[-(width - 3):]
+
+
+@main.command(epilog="""
+\b
+Example (the shipped default, see weights/README.md):
+  deepscreen train ../shared/data/train-real --out weights/deepscreen-sbi-mnv2.pt \\
+      --pretrained ../shared/weights/mobilenet_v2-b0353104.pth
+""")
+@click.argument("real", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Deployable checkpoint to write.")
+@click.option("--pretrained", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="ImageNet weights for the backbone (torchvision's mobilenet_v2-b0353104.pth).")
+@click.option("--run-dir", default="runs/sbi", show_default=True, help="Log and resumable checkpoints.")
+@click.option("--cache-dir", default="cache/faces", show_default=True, help="Cached face crops (reused).")
+@click.option("--steps", type=click.IntRange(1), default=3000, show_default=True)
+@click.option("--input-size", type=click.IntRange(64, 512), default=224, show_default=True)
+@click.option("--pairs-per-batch", type=click.IntRange(1), default=16, show_default=True)
+@click.option("--lr", type=float, default=3e-4, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--workers", type=click.IntRange(0), default=1, show_default=True)
+@click.option("--arch", default="mobilenet_v2", show_default=True)
+def train(real: tuple[str, ...], out: str, pretrained: str | None, run_dir: str, cache_dir: str, steps: int,
+          input_size: int, pairs_per_batch: int, lr: float, seed: int, workers: int, arch: str) -> None:
+    """Train a detector on folders of REAL face photos and videos (Self-Blended Images); resumable."""
+    import logging
+
+    from .training import TrainConfig, train as run_training
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    cfg = TrainConfig(out=out, run_dir=run_dir, cache_dir=cache_dir, arch=arch, pretrained=pretrained,
+                      input_size=input_size, steps=steps, pairs_per_batch=pairs_per_batch, lr=lr, seed=seed,
+                      workers=workers)
+    best = run_training(cfg, list(real))
+    click.echo(f"best held-out: {json.dumps(best)}; wrote {out}", err=True)

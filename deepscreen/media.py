@@ -66,8 +66,7 @@ class Frame:
     scale: float = 1.0  # frame pixels per displayed-video pixel (below 1 when ffmpeg scaled it down)
 
 
-def _input_args(path: str) -> dict:
-    return {"protocol_whitelist": "file", "format_whitelist": DEMUXERS}
+INPUT_OPTIONS = {"protocol_whitelist": "file", "format_whitelist": DEMUXERS}
 
 
 def _run(args: list[str], timeout: float | None) -> subprocess.CompletedProcess:
@@ -270,7 +269,7 @@ def _read_by_selecting(path: str, info: VideoInfo, times: list[float], size: tup
             shown.append(float(m.group(1)))
 
     start = info.start_time
-    stream = (ffmpeg.input("file:" + path, **_input_args(path))
+    stream = (ffmpeg.input("file:" + path, **INPUT_OPTIONS)
               .video
               .filter("select", _select_expr([start + t for t in times]))
               .filter("showinfo")
@@ -292,7 +291,7 @@ def _read_by_selecting(path: str, info: VideoInfo, times: list[float], size: tup
 def _read_by_seeking(path: str, info: VideoInfo, times: list[float], size: tuple[int, int],
                      deadline: float | None) -> Iterator[tuple[float, np.ndarray]]:
     for t in times:
-        stream = (ffmpeg.input("file:" + path, ss=f"{t:.4f}", **_input_args(path))
+        stream = (ffmpeg.input("file:" + path, ss=f"{t:.4f}", **INPUT_OPTIONS)
                   .video
                   .filter("scale", size[0], size[1])
                   .output("pipe:", format="rawvideo", pix_fmt="rgb24", vframes=1, an=None, sn=None))
@@ -300,3 +299,13 @@ def _read_by_seeking(path: str, info: VideoInfo, times: list[float], size: tuple
         args[1:1] = ["-nostdin", "-nostats", "-hide_banner", "-loglevel", "error"]
         for image in _pipe_frames(args, size, deadline):
             yield t, image
+
+
+def transcode(src: str, dst: str, timeout: float | None = 600, **options: str) -> None:
+    """Re-encode a video (video only) with ffmpeg output options, e.g. to make low-quality training variants."""
+    stream = ffmpeg.input("file:" + src, **INPUT_OPTIONS).video.output("file:" + dst, **options)
+    args = stream.compile(cmd=FFMPEG, overwrite_output=True)
+    args[1:1] = ["-nostdin", "-nostats", "-hide_banner", "-loglevel", "error"]
+    proc = _run(args, timeout)
+    if proc.returncode != 0:
+        raise MediaError("decode_error", f"ffmpeg: {_last_error_line(proc.stderr)}")

@@ -1,0 +1,374 @@
+"""Train a detector on real faces only, with Self-Blended Images (SBI) as the fakes.
+
+Three steps, each resumable:
+1. cache: find faces in real images and videos with the same MTCNN and crop rule as inference, and store a
+   context crop (twice the face) with its box and landmarks. Videos are also transcoded to low-quality
+   variants (small MPEG-1, low-bitrate H.264) so that low quality is learnt as *real*.
+2. train: each batch holds (real, self-blended) pairs, both degraded alike; MobileNetV2 from ImageNet.
+3. select: checkpoints are compared on a held-out split (by identity for photos, by video for clips) whose
+   reals include the degraded video variants, and the best is exported as a deployable checkpoint.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from . import media
+from .faces import FaceFinder, crop_box, crop_face
+from .inputs import is_video_name
+from .model import ModelProfile, create_model, save_checkpoint
+from .sbi import make_pair
+
+log = logging.getLogger("deepscreen.train")
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+CONTEXT_MARGIN = 1.0  # cached crops hold the face box enlarged by this much, so training can jitter the crop
+CACHE_SIDE = 320
+# Low-quality variants of each real video: (name, ffmpeg output options). GRID-like MPEG-1 and web-like H.264.
+VIDEO_VARIANTS = {
+    "mpeg1": {"vcodec": "mpeg1video", "b:v": "400k", "r": "25", "vf": "scale=360:-2"},
+    "h264lo": {"vcodec": "libx264", "crf": "36", "preset": "veryfast", "vf": "scale=480:-2"},
+    "small": {"vcodec": "libx264", "crf": "28", "preset": "veryfast", "vf": "scale=240:-2"},
+}
+
+
+@dataclass
+class CachedFace:
+    file: str  # relative to the cache folder
+    group: str  # identity (photo) or video: the unit of the train/validation split
+    kind: str  # "photo", "video" or "video-<variant>"
+    box: list[float]  # in the cached crop's pixels
+    landmarks: list[list[float]]
+
+
+@dataclass
+class TrainConfig:
+    out: str
+    run_dir: str = "runs/sbi"
+    cache_dir: str = "cache/faces"
+    arch: str = "mobilenet_v2"
+    pretrained: str | None = None  # ImageNet weights for the backbone (torchvision's own file)
+    input_size: int = 224
+    margin: float = 0.3
+    steps: int = 3000
+    pairs_per_batch: int = 16
+    lr: float = 3e-4
+    weight_decay: float = 1e-4
+    val_every: int = 250
+    val_fraction: float = 0.12
+    video_share: float = 0.5  # fraction of training pairs drawn from video faces (clean and degraded)
+    frames_per_video: int = 40
+    seed: int = 0
+    workers: int = 1
+    bf16: bool = True
+    name: str = "deepscreen-sbi-mnv2"
+
+
+# -- 1. cache ---------------------------------------------------------------------------------------------
+
+def _largest(faces):
+    return max(faces, key=lambda f: f.size) if faces else None
+
+
+def _store(cache: Path, rel: str, image: np.ndarray, face, group: str, kind: str) -> CachedFace:
+    """Save the context crop around a face, with box and landmarks moved into the crop's pixels."""
+    h, w = image.shape[:2]
+    x0, y0, side = crop_box(face.box, CONTEXT_MARGIN, w, h)
+    crop = image[y0:y0 + side, x0:x0 + side]
+    k = min(1.0, CACHE_SIDE / side)
+    if k < 1.0:
+        crop = cv2.resize(crop, (round(side * k), round(side * k)), interpolation=cv2.INTER_AREA)
+    path = cache / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])
+    box = (face.box - [x0, y0, x0, y0]) * k
+    lms = (face.landmarks - [x0, y0]) * k
+    return CachedFace(rel, group, kind, [round(float(v), 2) for v in box],
+                      [[round(float(a), 2), round(float(b), 2)] for a, b in lms])
+
+
+def _cache_photos(paths: list[str], cache: Path, finder: FaceFinder) -> list[CachedFace]:
+    out = []
+    by_size: dict[tuple, list[tuple[str, np.ndarray]]] = {}
+    for p in paths:
+        img = cv2.imread(p, cv2.IMREAD_COLOR)
+        if img is None:
+            continue
+        by_size.setdefault(img.shape, []).append((p, cv2.cvtColor(img, cv2.COLOR_BGR2RGB)))
+        if len(by_size[img.shape]) >= 32:
+            out += _detect_photos(by_size.pop(img.shape), cache, finder)
+    for batch in by_size.values():
+        out += _detect_photos(batch, cache, finder)
+    return out
+
+
+def _detect_photos(batch: list[tuple[str, np.ndarray]], cache: Path, finder: FaceFinder) -> list[CachedFace]:
+    found = finder.find([im for _, im in batch], [0.0] * len(batch))
+    out = []
+    for (p, im), faces in zip(batch, found):
+        face = _largest(faces)
+        if face is not None:
+            stem = Path(p).stem.split(".")[0]
+            out.append(_store(cache, f"photos/{stem}.jpg", im, face, group=f"photo:{stem}", kind="photo"))
+    return out
+
+
+def _cache_video(path: str, cache: Path, finder: FaceFinder, frames: int) -> list[CachedFace]:
+    stem = Path(path).stem
+    out = []
+    sources = [(path, "video")]
+    for variant, opts in VIDEO_VARIANTS.items():
+        dst = cache / "variants" / f"{stem}.{variant}.{'mpg' if variant == 'mpeg1' else 'mp4'}"
+        if not dst.exists():
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            media.transcode(path, str(dst), **opts)
+        sources.append((str(dst), f"video-{variant}"))
+    for src, kind in sources:
+        try:
+            info = media.probe(src)
+            times = media.sample_times(info, frames=frames)
+            decoded = list(media.read_frames(src, info, times))
+        except media.MediaError as e:
+            log.warning("skipping %s: %s", src, e.message)
+            continue
+        found = finder.find([f.image for f in decoded], [f.t for f in decoded])
+        for frame, faces in zip(decoded, found):
+            face = _largest(faces)
+            if face is not None:
+                out.append(_store(cache, f"videos/{stem}/{kind}_{frame.index:03d}.jpg", frame.image, face,
+                                  group=f"video:{stem}", kind=kind))
+    return out
+
+
+def build_cache(inputs: list[str], cache_dir: str, frames_per_video: int = 40, device: str = "cpu") -> list[CachedFace]:
+    """Find and store faces from folders of photos and videos; reuses an existing index."""
+    cache = Path(cache_dir)
+    index = cache / "index.jsonl"
+    if index.exists():
+        return [CachedFace(**json.loads(line)) for line in index.read_text().splitlines()]
+    photos, videos = [], []
+    for root in inputs:
+        for dirpath, _, files in os.walk(root):
+            for f in sorted(files):
+                p = os.path.join(dirpath, f)
+                if f.lower().endswith(IMAGE_EXTENSIONS):
+                    photos.append(p)
+                elif is_video_name(f):
+                    videos.append(p)
+    finder = FaceFinder(device=device, min_face=40)
+    log.info("caching faces from %d photos and %d videos into %s", len(photos), len(videos), cache)
+    records = _cache_photos(sorted(photos), cache, finder)
+    for v in sorted(videos):
+        records += _cache_video(v, cache, finder, frames_per_video)
+        log.info("cached %s (%d faces so far)", v, len(records))
+    tmp = index.with_suffix(".tmp")
+    tmp.write_text("".join(json.dumps(asdict(r)) + "\n" for r in records))
+    os.replace(tmp, index)
+    return records
+
+
+def split(records: list[CachedFace], fraction: float, seed: int) -> tuple[list[CachedFace], list[CachedFace]]:
+    """Hold out whole groups (an identity, or a video with all its variants)."""
+    rng = random.Random(seed)
+    val_groups = set()
+    for prefix in ("photo:", "video:"):
+        groups = sorted({r.group for r in records if r.group.startswith(prefix)})
+        rng.shuffle(groups)
+        val_groups.update(groups[: max(1, round(len(groups) * fraction))] if groups else [])
+    train = [r for r in records if r.group not in val_groups]
+    val = [r for r in records if r.group in val_groups]
+    return train, val
+
+
+# -- 2. train ---------------------------------------------------------------------------------------------
+
+def _load(cache: Path, r: CachedFace) -> np.ndarray:
+    return cv2.cvtColor(cv2.imread(str(cache / r.file), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
+def make_example(image: np.ndarray, r: CachedFace, rng: np.random.Generator, size: int, margin: float,
+                 train: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """One (real, fake) pair of detector inputs, cut with the inference crop rule (margin jittered in training)."""
+    lms = np.asarray(r.landmarks, np.float32)
+    real, fake = make_pair(image, lms, rng)
+    box = np.asarray(r.box, np.float32)
+    m = margin * rng.uniform(0.8, 1.25) if train else margin
+    real, fake = crop_face(real, box, m, size), crop_face(fake, box, m, size)
+    if train and rng.random() < 0.5:
+        real, fake = real[:, ::-1], fake[:, ::-1]
+    return np.ascontiguousarray(real), np.ascontiguousarray(fake)
+
+
+class PairDataset(Dataset):
+    """Draws (real, self-blended) pairs; photos and video faces mixed at `video_share`."""
+
+    def __init__(self, records: list[CachedFace], cache: str, size: int, margin: float, length: int,
+                 video_share: float, seed: int):
+        self.cache = Path(cache)
+        self.photos = [r for r in records if r.kind == "photo"]
+        self.videos = [r for r in records if r.kind != "photo"]
+        self.size, self.margin, self.length = size, margin, length
+        self.video_share = video_share if self.videos and self.photos else float(bool(self.videos))
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, i: int):
+        rng = np.random.default_rng([self.seed, i])
+        pool = self.videos if rng.random() < self.video_share else self.photos
+        r = pool[rng.integers(len(pool))]
+        real, fake = make_example(_load(self.cache, r), r, rng, self.size, self.margin)
+        return torch.from_numpy(np.stack([real, fake])), torch.tensor([0.0, 1.0])
+
+
+class Normalize(nn.Module):
+    """uint8 NHWC -> normalised float NCHW, inside the graph so the loader ships bytes."""
+
+    def __init__(self, mean, std):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1) * 255)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1) * 255)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.permute(0, 3, 1, 2).float()
+        return ((x - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
+
+
+def _backbone(cfg: TrainConfig) -> nn.Module:
+    model = create_model(cfg.arch)
+    if cfg.pretrained:
+        state = torch.load(cfg.pretrained, map_location="cpu", weights_only=True)
+        state = {k: v for k, v in state.items() if not k.startswith("classifier.1.")}
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if unexpected or any(not k.startswith("classifier.1.") for k in missing):
+            raise ValueError(f"{cfg.pretrained} does not fit {cfg.arch}: missing {missing}, unexpected {unexpected}")
+    return model
+
+
+@torch.no_grad()
+def _predict(model: nn.Module, norm: Normalize, x: np.ndarray, bf16: bool, batch: int = 64) -> np.ndarray:
+    model.eval()
+    out = []
+    for s in range(0, len(x), batch):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            out.append(torch.sigmoid(model(norm(torch.from_numpy(x[s:s + batch]))).float()).flatten().numpy())
+    model.train()
+    return np.concatenate(out)
+
+
+def validation_set(val: list[CachedFace], cache: str, size: int, margin: float, seed: int, limit: int = 600):
+    """Fixed (real, fake) pairs from held-out groups; reals include the degraded video variants."""
+    rng = np.random.default_rng(seed + 1)
+    photos = [r for r in val if r.kind == "photo"]
+    videos = [r for r in val if r.kind != "photo"]
+    pick = [pool[i] for pool in (photos, videos) if pool
+            for i in sorted(rng.choice(len(pool), min(len(pool), limit // 2), replace=False))]
+    reals, fakes, kinds = [], [], []
+    for r in pick:
+        real, fake = make_example(_load(Path(cache), r), r, rng, size, margin, train=False)
+        reals.append(real)
+        fakes.append(fake)
+        kinds.append(r.kind)
+    return np.stack(reals), np.stack(fakes), kinds
+
+
+def evaluate(scores_real: np.ndarray, scores_fake: np.ndarray, kinds: list[str]) -> dict:
+    """Held-out metrics: AUC overall and on video faces, and how often degraded real video looks fake."""
+    from sklearn.metrics import roc_auc_score
+
+    y = np.r_[np.zeros(len(scores_real)), np.ones(len(scores_fake))]
+    is_video = np.array([k != "photo" for k in kinds])
+    degraded = np.array([k.startswith("video-") for k in kinds])
+    m = {"auc": float(roc_auc_score(y, np.r_[scores_real, scores_fake]))}
+    if is_video.any():
+        m["auc_video"] = float(roc_auc_score(np.r_[np.zeros(is_video.sum()), np.ones(is_video.sum())],
+                                             np.r_[scores_real[is_video], scores_fake[is_video]]))
+    if degraded.any():
+        m["real_degraded_mean"] = float(scores_real[degraded].mean())
+        m["real_degraded_fpr"] = float((scores_real[degraded] >= 0.5).mean())
+    m["real_mean"] = float(scores_real.mean())
+    # Selection score: ranking quality, counting video faces (the target domain) as much as photos.
+    m["select"] = (m["auc"] + m.get("auc_video", m["auc"])) / 2
+    return m
+
+
+def train(cfg: TrainConfig, inputs: list[str]) -> dict:
+    """Cache faces, train with SBI pairs, keep the best checkpoint by held-out score; resumable."""
+    torch.manual_seed(cfg.seed)
+    run = Path(cfg.run_dir)
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    records = build_cache(inputs, cfg.cache_dir, cfg.frames_per_video)
+    tr, va = split(records, cfg.val_fraction, cfg.seed)
+    log.info("faces: %d train, %d validation (%d groups held out)", len(tr), len(va), len({r.group for r in va}))
+    vx_real, vx_fake, vkinds = validation_set(va, cfg.cache_dir, cfg.input_size, cfg.margin, cfg.seed)
+
+    profile = ModelProfile(name=cfg.name, arch=cfg.arch, input_size=cfg.input_size, margin=cfg.margin,
+                           extra={"method": "SBI", "train_inputs": [os.path.basename(os.path.normpath(p)) for p in inputs]})
+    model = _backbone(cfg).to(memory_format=torch.channels_last)
+    norm = Normalize(profile.mean, profile.std)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.05)
+    step, best = 0, {"select": -1.0}
+    last = run / "last.pt"
+    if last.exists():
+        state = torch.load(last, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        sched.load_state_dict(state["sched"])
+        step, best = state["step"], json.loads(state["best"])
+        log.info("resumed at step %d (best so far %.4f)", step, best["select"])
+
+    data = PairDataset(tr, cfg.cache_dir, cfg.input_size, cfg.margin, cfg.steps * cfg.pairs_per_batch,
+                       cfg.video_share, cfg.seed)
+    order = list(range(step * cfg.pairs_per_batch, len(data)))
+    loader = DataLoader(torch.utils.data.Subset(data, order), batch_size=cfg.pairs_per_batch,
+                        num_workers=cfg.workers, persistent_workers=cfg.workers > 0)
+    loss_fn = nn.BCEWithLogitsLoss()
+    logf = open(run / "log.jsonl", "a")
+    t0, seen = time.monotonic(), 0
+    model.train()
+    for x, y in loader:
+        x = x.flatten(0, 1)
+        y = y.flatten().unsqueeze(1)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+            loss = loss_fn(model(norm(x)).float(), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        step += 1
+        seen += len(x)
+        if step % 25 == 0:
+            rate = seen / (time.monotonic() - t0)
+            logf.write(json.dumps({"step": step, "loss": round(loss.item(), 4), "img_s": round(rate, 1),
+                                   "lr": sched.get_last_lr()[0]}) + "\n")
+            logf.flush()
+        if step % cfg.val_every == 0 or step == cfg.steps:
+            m = evaluate(_predict(model, norm, vx_real, cfg.bf16), _predict(model, norm, vx_fake, cfg.bf16), vkinds)
+            m["step"] = step
+            logf.write(json.dumps({"val": m}) + "\n")
+            logf.flush()
+            log.info("step %d: %s", step, {k: round(v, 4) for k, v in m.items()})
+            if m["select"] > best["select"]:
+                best = m
+                save_checkpoint(cfg.out, model, profile)
+                save_checkpoint(run / f"best_step{step}.pt", model, profile)
+            tmp = run / "last.pt.tmp"
+            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+                        "step": step, "best": json.dumps(best)}, tmp)
+            os.replace(tmp, last)
+    logf.close()
+    return best

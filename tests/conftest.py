@@ -1,0 +1,101 @@
+"""Clips the tests render themselves with real ffmpeg, from scikit-image's public-domain astronaut photo."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from deepscreen.model import ModelProfile, create_model, save_checkpoint
+
+# Where the astronaut's face is in the 512x512 photo (x1, y1, x2, y2), checked by eye.
+ASTRONAUT_FACE = (175, 60, 275, 190)
+
+
+def ffmpeg(*args: str) -> None:
+    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", *args], check=True)
+
+
+@pytest.fixture(scope="session")
+def media_dir(tmp_path_factory) -> Path:
+    if not shutil.which("ffmpeg"):
+        pytest.fail("ffmpeg is required (scripts/bootstrap.sh installs it)")
+    return tmp_path_factory.mktemp("media")
+
+
+@pytest.fixture(scope="session")
+def astronaut_png(media_dir) -> Path:
+    from skimage import data
+
+    path = media_dir / "astronaut.png"
+    Image.fromarray(data.astronaut()).save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def face_clip(media_dir, astronaut_png) -> Path:
+    """3 s, 640x480, 25 fps: the face drifts slowly down and back (camera motion)."""
+    path = media_dir / "face.mp4"
+    ffmpeg("-loop", "1", "-i", str(astronaut_png), "-t", "3", "-r", "25", "-vf",
+           "scale=640:640,crop=640:480:0:'40+30*sin(t)',format=yuv420p", "-c:v", "libx264", str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def two_face_clip(media_dir, astronaut_png) -> Path:
+    """Two people side by side: the photo and a mirrored, tinted copy."""
+    path = media_dir / "two.mp4"
+    ffmpeg("-loop", "1", "-i", str(astronaut_png), "-t", "2", "-r", "25", "-filter_complex",
+           "[0]scale=400:400,split[a][b];[b]hflip,hue=h=20[c];[a][c]hstack,format=yuv420p", "-c:v", "libx264",
+           str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def rotated_clip(media_dir, astronaut_png) -> Path:
+    """Stored sideways with a 90-degree display rotation: upright only if rotation is applied."""
+    raw = media_dir / "sideways.mp4"
+    ffmpeg("-loop", "1", "-i", str(astronaut_png), "-t", "2", "-r", "25", "-vf",
+           "scale=480:480,pad=640:480:80:0,transpose=1,format=yuv420p", "-c:v", "libx264", str(raw))
+    path = media_dir / "rotated.mp4"
+    ffmpeg("-i", str(raw), "-c", "copy", "-metadata:s:v", "rotate=90", str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def no_face_clip(media_dir) -> Path:
+    path = media_dir / "noface.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25", "-t", "2", "-pix_fmt", "yuv420p", str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory) -> Path:
+    """A small random-weight detector: it exercises the machinery, never a verdict."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("weights") / "tiny.pt"
+    save_checkpoint(path, create_model("tiny_cnn"), ModelProfile(name="tiny-test", arch="tiny_cnn", input_size=64,
+                                                                 margin=0.3))
+    return path
+
+
+@pytest.fixture(scope="session")
+def screener(tiny_weights):
+    from deepscreen import Screener
+
+    return Screener(weights=tiny_weights, device="cpu", frames=8)
+
+
+def box_inside(box, region, slack: float = 0.25) -> bool:
+    """True when a detected box lies on a region, allowing `slack` of the region's size."""
+    x1, y1, x2, y2 = region
+    sx, sy = (x2 - x1) * slack, (y2 - y1) * slack
+    return box[0] >= x1 - sx and box[1] >= y1 - sy and box[2] <= x2 + sx and box[3] <= y2 + sy
+
+
+def mean_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a.astype(np.int16) - b.astype(np.int16)).mean())

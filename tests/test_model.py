@@ -1,0 +1,54 @@
+"""Detector checkpoints: profiles, safe loading, strict matching, batched scoring."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from deepscreen.model import Detector, ModelError, ModelProfile, create_model, save_checkpoint, sha256_file
+
+
+def test_checkpoint_round_trip_keeps_profile_and_scores(tiny_weights):
+    det = Detector.load(tiny_weights, device="cpu", batch_size=3)
+    assert det.profile.arch == "tiny_cnn" and det.profile.input_size == 64 and det.profile.margin == 0.3
+    assert det.info()["weights_sha256"] == sha256_file(tiny_weights)
+    rng = np.random.default_rng(0)
+    crops = [rng.integers(0, 255, (64, 64, 3), dtype=np.uint8) for _ in range(7)]
+    scores = det.score(crops)
+    assert scores.shape == (7,) and ((scores > 0) & (scores < 1)).all()
+    # batching does not change the numbers
+    assert np.allclose(scores, Detector.load(tiny_weights, device="cpu", batch_size=32).score(crops), atol=1e-6)
+
+
+def test_auto_device_is_cpu_without_cuda(tiny_weights):
+    det = Detector.load(tiny_weights, device="auto")
+    assert det.device.type == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class Boom:
+    def __reduce__(self):
+        return (print, ("this would have run code",))
+
+
+def test_pickle_that_runs_code_is_refused(tmp_path):
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": "deepscreen-detector", "payload": Boom()}, evil)
+    with pytest.raises(ModelError, match="refused to load evil.pt"):
+        Detector.load(evil)
+
+
+def test_profile_that_does_not_match_its_tensors_is_refused(tmp_path):
+    path = tmp_path / "mismatch.pt"
+    save_checkpoint(path, create_model("tiny_cnn"), ModelProfile(name="x", arch="mobilenet_v2", input_size=64,
+                                                                 margin=0.3))
+    with pytest.raises(ModelError, match="do not match"):
+        Detector.load(path)
+
+
+def test_missing_and_foreign_files_get_clear_errors(tmp_path):
+    with pytest.raises(ModelError, match="not found"):
+        Detector.load(tmp_path / "nope.pt")
+    other = tmp_path / "other.pt"
+    torch.save({"weights": torch.zeros(2)}, other)
+    with pytest.raises(ModelError, match="not a deepscreen detector"):
+        Detector.load(other)

@@ -11,6 +11,7 @@ import csv
 import json
 import math
 import os
+import time
 import warnings
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -747,3 +748,34 @@ def write_reports(
     _plot_roc(y, s, srcs, paths["roc"])
     _plot_scores(y, s, safe.get("threshold"), paths["scores"])
     return paths
+
+
+def run_bench(dataset: str, out_dir: str, screener: Any, labels: str | None = None,
+              progress: Any = None) -> dict[str, Any]:
+    """Screen a labelled dataset with the scan pipeline and report on it.
+
+    Per-video records go to out_dir/results.jsonl as they are made, so an interrupted bench picks up where it
+    stopped; throughput counts only the videos screened in this run.
+    """
+    from .results import ResultWriter, open_results
+
+    items = load_dataset(dataset, labels)
+    os.makedirs(out_dir, exist_ok=True)
+    done, fh = open_results(os.path.join(out_dir, "results.jsonl"))
+    results = {_norm(r.path): r for r in done}
+    todo = [v.path for v in items if _norm(v.path) not in results]
+    fresh: list[ScreenResult] = []
+    start = time.monotonic()
+    with fh:
+        writer = ResultWriter(fh)
+        for r in screener.screen_many(todo):
+            writer.write(r)
+            results[_norm(r.path)] = r
+            fresh.append(r)
+            if progress is not None:
+                progress.update()
+    metrics = compute_metrics(items, results, screener.threshold)
+    metrics["throughput"] = throughput(fresh, time.monotonic() - start) if fresh else None
+    metrics["model"] = next((r.model for r in results.values() if r.model), {})
+    metrics["paths"] = write_reports(metrics, items, results, out_dir)
+    return metrics

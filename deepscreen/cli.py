@@ -109,6 +109,50 @@ def _short(path: str, width: int = 48) -> str:
 
 @main.command(epilog="""
 \b
+Examples:
+  deepscreen bench samples/                          the shipped sample clips (labels.csv)
+  deepscreen bench FaceForensics++/ -o bench-ffpp     FF++ tree: original vs manipulated_sequences
+  deepscreen bench dfdc_train_part_0/                 DFDC metadata.json
+  deepscreen bench Celeb-DF-v2/                       List_of_testing_videos.txt
+""")
+@click.argument("dataset", type=click.Path(exists=True, file_okay=False))
+@click.option("--labels", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="A labels CSV (file,label[,source,method]) instead of the layout's own labels.")
+@click.option("-o", "--out-dir", default="bench-results", show_default=True,
+              help="Reports and the per-video results file (an interrupted bench resumes from it).")
+@click.option("--frames", type=click.IntRange(1, 2000), default=32, show_default=True)
+@click.option("--threshold", type=click.FloatRange(0, 1), default=None, help="[default: the model's]")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--weights", type=click.Path(dir_okay=False), default=None)
+@click.option("--batch-size", type=click.IntRange(1, 1024), default=32, show_default=True)
+def bench(dataset: str, labels: str | None, out_dir: str, frames: int, threshold: float | None, device: str,
+          weights: str | None, batch_size: int) -> None:
+    """Measure detection quality (AUC, AP, EER...) and speed on a labelled DATASET folder."""
+    from .bench import format_table, run_bench
+    from .screener import Screener
+
+    try:
+        screener = Screener(weights=weights, device=device, frames=frames, threshold=threshold,
+                            batch_size=batch_size)
+    except ModelError as e:
+        raise click.UsageError(str(e)) from e
+    progress = _progress()
+    try:
+        metrics = run_bench(dataset, out_dir, screener, labels, progress)
+    except ValueError as e:
+        raise click.UsageError(str(e)) from e
+    finally:
+        progress.close()
+    click.echo(format_table(metrics))
+    if metrics.get("throughput"):
+        t = metrics["throughput"]
+        click.echo(f"throughput: {t['videos_per_s']:.3f} videos/s, {t['frames_per_s']:.1f} frames/s "
+                   f"({t['videos']} videos screened this run)")
+    click.echo(f"reports: {', '.join(metrics['paths'].values())}")
+
+
+@main.command(epilog="""
+\b
 Example (the shipped default, see weights/README.md):
   deepscreen train ../shared/data/train-real --out weights/deepscreen-sbi-mnv2.pt \\
       --pretrained ../shared/weights/mobilenet_v2-b0353104.pth

@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from dataclasses import asdict, dataclass, field, fields
 from typing import IO, Any
 
@@ -128,3 +129,24 @@ def read_results(path: str) -> list[ScreenResult]:
             except json.JSONDecodeError:
                 continue
         return out
+
+
+def open_results(path: str) -> tuple[list[ScreenResult], IO[str]]:
+    """Open a JSON-lines results file for appending after a crash: drop a torn last line, return what is there.
+
+    Records are written one whole line at a time, so only the last line can be incomplete (a kill during the
+    write); it is cut off and that video is screened again.
+    """
+    done: list[ScreenResult] = []
+    if os.path.exists(path):
+        with open(path, "rb+") as fh:
+            data = fh.read()
+            keep = data.rfind(b"\n") + 1
+            if keep < len(data):
+                fh.truncate(keep)
+        for line in data[:keep].decode("utf-8", "replace").splitlines():
+            try:
+                done.append(ScreenResult.from_dict(json.loads(line)))
+            except (json.JSONDecodeError, TypeError):
+                continue
+    return done, open(path, "a", encoding="utf-8")

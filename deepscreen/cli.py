@@ -5,40 +5,88 @@ Exit codes: 0 the scan completed (whatever the verdicts); 1 with --fail-on-fake 
 """
 from __future__ import annotations
 
+import itertools
 import json
+import logging
 import os
 import sys
 import time
+from typing import TYPE_CHECKING, Iterator
 
 import click
 
 from . import __version__
 from .inputs import WalkStats, iter_inputs
 from .model import ModelError
-from .results import ResultWriter, ScreenResult
+from .results import ResultWriter, ScreenResult, open_results
+
+if TYPE_CHECKING:
+    from .screener import RunStats
+
+log = logging.getLogger("deepscreen")
 
 SCAN_EXAMPLES = """
 \b
 Examples:
-  deepscreen scan samples/                       screen a folder, results in deepscreen-results.jsonl
-  deepscreen scan a.mp4 b.mov -o out.csv         two files, CSV out
-  deepscreen scan inbox/ --fps 2 --threshold 0.7 two frames per second, stricter verdicts
-  deepscreen scan inbox/ --fail-on-fake          exit 1 if any video is flagged (for CI gates)
+  deepscreen scan samples/                        screen a folder, results in deepscreen-results.jsonl
+  deepscreen scan a.mp4 b.mov -o out.csv          two files, CSV out
+  deepscreen scan inbox/ --fps 2 --threshold 0.7  two frames per second, stricter verdicts
+  deepscreen scan inbox/ --fail-on-fake           exit 1 if any video is flagged (for CI gates)
+  find /data -name '*.mp4' | deepscreen scan --from-list - -o - --timeout 120 > results.jsonl
+  deepscreen scan /data -o results.jsonl --resume  pick up after a crash: done files are skipped
 """
+
+
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per log line, for log collectors."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {"time": self.formatTime(record), "level": record.levelname.lower(), "logger": record.name,
+                 "message": record.getMessage()}
+        entry.update(getattr(record, "fields", {}))
+        return json.dumps(entry, ensure_ascii=False)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="deepscreen")
-def main() -> None:
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.option("-q", "--quiet", is_flag=True, help="Only errors; no summary table.")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="Log lines on stderr as text or as JSON objects.")
+@click.pass_context
+def main(ctx: click.Context, verbose: int, quiet: bool, log_format: str) -> None:
     """Screen videos for face manipulation (deepfakes)."""
+    level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonLogFormatter() if log_format == "json" else
+                         logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    root = logging.getLogger("deepscreen")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+    ctx.obj = {"quiet": quiet}
+
+
+def _read_list(source: str) -> Iterator[str]:
+    """Paths one per line from a file or stdin ('-'); blank lines ignored."""
+    fh = sys.stdin if source == "-" else open(source, encoding="utf-8", errors="surrogateescape")
+    with fh:
+        for line in fh:
+            line = line.rstrip("\r\n")
+            if line.strip():
+                yield line
 
 
 @main.command(epilog=SCAN_EXAMPLES)
-@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.argument("paths", nargs=-1, type=click.Path())
+@click.option("--from-list", "from_list", type=click.Path(allow_dash=True, dir_okay=False), default=None,
+              help="Also read paths from this file, one per line ('-' for stdin).")
 @click.option("-o", "--output", default="deepscreen-results.jsonl", show_default=True,
-              help="Results file (appended, one record per video, flushed as it goes).")
+              help="Results file, appended and flushed per video; '-' for JSON lines on stdout.")
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default=None,
               help="Output format [default: from the file extension, else jsonl].")
+@click.option("--resume", is_flag=True,
+              help="Skip files whose record is already in the output (by path, size and mtime, else by content).")
 @click.option("--frames", type=click.IntRange(1, 2000), default=32, show_default=True,
               help="Evenly spaced frames to sample per video.")
 @click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=None,
@@ -50,35 +98,66 @@ def main() -> None:
               help="Detector checkpoint [default: the shipped default model].")
 @click.option("--batch-size", type=click.IntRange(1, 1024), default=32, show_default=True,
               help="Face crops scored per forward pass.")
+@click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True,
+              help="Videos hashed, probed and decoded ahead of the models.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Seconds allowed per video; ffmpeg is killed and the record says 'timeout'.")
 @click.option("--recursive/--no-recursive", default=True, show_default=True, help="Walk sub-folders.")
 @click.option("--fail-on-fake", is_flag=True, help="Exit 1 when any video is flagged fake.")
-def scan(paths: tuple[str, ...], output: str, fmt: str | None, frames: int, fps: float | None,
-         threshold: float | None, device: str, weights: str | None, batch_size: int, recursive: bool,
-         fail_on_fake: bool) -> None:
+@click.pass_context
+def scan(ctx: click.Context, paths: tuple[str, ...], from_list: str | None, output: str, fmt: str | None,
+         resume: bool, frames: int, fps: float | None, threshold: float | None, device: str, weights: str | None,
+         batch_size: int, workers: int, timeout: float | None, recursive: bool, fail_on_fake: bool) -> None:
     """Screen videos (files or folders) and write one record per video."""
+    if not paths and not from_list:
+        raise click.UsageError("give at least one PATH or --from-list")
+    to_stdout = output == "-"
+    fmt = fmt or ("csv" if output.endswith(".csv") else "jsonl")
+    if resume and (to_stdout or fmt != "jsonl"):
+        raise click.UsageError("--resume needs a JSON lines output file")
     from .screener import Screener  # torch and friends load only once options are valid
 
-    fmt = fmt or ("csv" if output.endswith(".csv") else "jsonl")
     try:
         screener = Screener(weights=weights, device=device, frames=frames, fps=fps, threshold=threshold,
-                            batch_size=batch_size)
+                            batch_size=batch_size, workers=workers, timeout=timeout)
     except ModelError as e:
         raise click.UsageError(str(e)) from e
+    previous: list[ScreenResult] = []
+    if to_stdout:
+        fh = sys.stdout
+    elif resume:
+        previous, fh = open_results(output)
+    else:
+        fh = open(output, "a", encoding="utf-8", newline="")
     stats = WalkStats()
+    inputs = iter_inputs(itertools.chain(paths, _read_list(from_list) if from_list else ()), recursive, stats)
     results: list[ScreenResult] = []
     start = time.monotonic()
-    with open(output, "a", encoding="utf-8", newline="") as fh:
-        writer = ResultWriter(fh, fmt)
-        progress = _progress()
-        for result in screener.screen_many(iter_inputs(paths, recursive, stats)):
+    writer = ResultWriter(fh, fmt)
+    progress = _progress()
+    try:
+        for result in screener.screen_many(inputs, previous):
             writer.write(result)
             results.append(result)
+            _log_result(result)
             progress.set_postfix_str(os.path.basename(result.path)[-30:], refresh=False)
             progress.update()
+    finally:
         progress.close()
-    click.echo(summary(results, stats, time.monotonic() - start, output), err=True)
+        if not to_stdout:
+            fh.close()
+    if not ctx.obj["quiet"]:
+        click.echo(summary(results, stats, screener.stats, time.monotonic() - start, output), err=True)
     if fail_on_fake and any(r.verdict == "fake" for r in results):
         sys.exit(1)
+
+
+def _log_result(r: ScreenResult) -> None:
+    fields = {"path": r.path, "status": r.status, "verdict": r.verdict, "score": r.score}
+    if r.status in ("ok", "no_face"):
+        log.info("%s: %s %s", r.path, r.status, r.verdict, extra={"fields": fields})
+    else:
+        log.warning("%s: %s: %s", r.path, r.status, r.message, extra={"fields": {**fields, "message": r.message}})
 
 
 def _progress():
@@ -87,7 +166,7 @@ def _progress():
     return tqdm(unit="video", disable=not sys.stderr.isatty(), file=sys.stderr, dynamic_ncols=True)
 
 
-def summary(results: list[ScreenResult], stats: WalkStats, elapsed: float, output: str) -> str:
+def summary(results: list[ScreenResult], stats: WalkStats, run: "RunStats", elapsed: float, output: str) -> str:
     """A table a person can read at the end of a scan."""
     rows = [("file", "status", "verdict", "score", "people", "seconds")]
     for r in results:
@@ -99,7 +178,8 @@ def summary(results: list[ScreenResult], stats: WalkStats, elapsed: float, outpu
     counts = {v: sum(r.verdict == v for r in results) for v in ("fake", "real", "unknown")}
     lines.append("")
     lines.append(f"{len(results)} videos in {elapsed:.1f} s: {counts['fake']} fake, {counts['real']} real, "
-                 f"{counts['unknown']} unknown; {stats.skipped} non-video files skipped. Results: {output}")
+                 f"{counts['unknown']} unknown; {stats.skipped} non-video files skipped; "
+                 f"{run.duplicates} duplicates; {run.resumed} already done. Results: {output}")
     return "\n".join(lines)
 
 
@@ -163,7 +243,7 @@ Example (the shipped default, see weights/README.md):
               help="ImageNet weights for the backbone (torchvision's mobilenet_v2-b0353104.pth).")
 @click.option("--run-dir", default="runs/sbi", show_default=True, help="Log and resumable checkpoints.")
 @click.option("--cache-dir", default="cache/faces", show_default=True, help="Cached face crops (reused).")
-@click.option("--steps", type=click.IntRange(1), default=3000, show_default=True)
+@click.option("--steps", type=click.IntRange(1), default=2200, show_default=True)
 @click.option("--input-size", type=click.IntRange(64, 512), default=224, show_default=True)
 @click.option("--pairs-per-batch", type=click.IntRange(1), default=16, show_default=True)
 @click.option("--lr", type=float, default=3e-4, show_default=True)
@@ -173,11 +253,9 @@ Example (the shipped default, see weights/README.md):
 def train(real: tuple[str, ...], out: str, pretrained: str | None, run_dir: str, cache_dir: str, steps: int,
           input_size: int, pairs_per_batch: int, lr: float, seed: int, workers: int, arch: str) -> None:
     """Train a detector on folders of REAL face photos and videos (Self-Blended Images); resumable."""
-    import logging
-
     from .training import TrainConfig, train as run_training
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    logging.getLogger("deepscreen").setLevel(logging.INFO)
     cfg = TrainConfig(out=out, run_dir=run_dir, cache_dir=cache_dir, arch=arch, pretrained=pretrained,
                       input_size=input_size, steps=steps, pairs_per_batch=pairs_per_batch, lr=lr, seed=seed,
                       workers=workers)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import subprocess
 import threading
@@ -34,12 +35,30 @@ MAX_FRAMES = 2000
 
 
 class MediaError(Exception):
-    """A file ffmpeg cannot use; `status` is the record status it maps to."""
+    """A file ffmpeg cannot use; `status` is the record status it maps to, `message` one line for a person."""
 
     def __init__(self, status: str, message: str):
+        message = _one_line(message)
         super().__init__(message)
         self.status = status
         self.message = message
+
+
+MAX_MESSAGE = 240
+
+
+def _one_line(text: str) -> str:
+    """Whitespace (newlines included) collapsed to single spaces, and cut to MAX_MESSAGE characters."""
+    text = " ".join(text.split())
+    return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 3] + "..."
+
+
+def _without_path(stderr: bytes, path: str) -> bytes:
+    """ffmpeg's messages name the input; drop the name (it may hold newlines or bytes that are not UTF-8)."""
+    raw = os.fsencode(path)
+    for name in (b"file:" + raw, raw):
+        stderr = stderr.replace(name + b": ", b"").replace(name, b"the input")
+    return stderr
 
 
 @dataclass
@@ -52,7 +71,8 @@ class VideoInfo:
     rotation: int
     codec: str
     container: str
-    start_time: float = 0.0
+    start_time: float = 0.0  # where the video stream starts after the file's start (ffmpeg's t = 0)
+    stream_index: int = -1  # the stream probed, so that decoding reads that very stream (-1: ffmpeg's pick)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -78,9 +98,32 @@ def _run(args: list[str], timeout: float | None) -> subprocess.CompletedProcess:
         raise MediaError("error", f"{args[0]} not found: install ffmpeg (Debian: apt-get install ffmpeg)") from e
 
 
+# Lines ffmpeg prints after the real error, which say nothing about the input.
+_EPILOGUE = ("Conversion failed!", "Error marking filters as finished", "Cannot determine format of input stream",
+             "Consider increasing the value for the 'analyzeduration'", "Error while filtering",
+             "Nothing was written into output file", "Exiting normally")
+
+
 def _last_error_line(stderr: bytes) -> str:
+    """The last line that says something about the input, without ffmpeg's `[demuxer @ 0x...]` prefix."""
     lines = [ln.strip() for ln in stderr.decode("utf-8", "replace").splitlines() if ln.strip()]
-    return lines[-1] if lines else "no message"
+    useful = [ln for ln in lines if not ln.startswith(_EPILOGUE)] or lines
+    line = useful[-1] if useful else "no message"
+    return re.sub(r"^(\[[^\]]* @ [^\]]*\] *)+", "", line) or line
+
+
+# ffmpeg's words for a file that ends early or holds damaged data.
+_DAMAGED = (b"partial file", b"Invalid NAL unit size", b"corrupt input packet", b"moov atom not found",
+            b"error reading header", b"Invalid data found when processing input", b"End of file",
+            b"Packet corrupt", b"stream ends prematurely", b"Truncating packet", b"invalid frame size")
+
+
+def _decode_failure(stderr: bytes, path: str) -> MediaError:
+    """Why ffmpeg produced no frame at all, in one line."""
+    stderr = _without_path(stderr, path)
+    if any(words in stderr for words in _DAMAGED):
+        return MediaError("decode_error", "no frame could be decoded: the video data is truncated or damaged")
+    return MediaError("decode_error", f"no frame could be decoded (ffmpeg: {_last_error_line(stderr)})")
 
 
 def _fraction(s: str | None) -> float:
@@ -117,10 +160,14 @@ def _probe_error(path: str, stderr: bytes) -> MediaError:
     if refused:
         fmt = refused.group(1).decode()
         return MediaError("unsupported", f"{fmt} input refused: not an accepted video container")
-    msg = _last_error_line(stderr).replace("file:" + path + ": ", "")
+    stderr = _without_path(stderr, path)
+    msg = _last_error_line(stderr)
     if b"moov atom not found" in stderr:
-        with open(path, "rb") as fh:
-            is_mp4 = fh.read(8)[4:8] == b"ftyp"
+        try:
+            with open(path, "rb") as fh:
+                is_mp4 = fh.read(8)[4:8] == b"ftyp"
+        except OSError:
+            is_mp4 = False
         if is_mp4:
             return MediaError("decode_error", "truncated or incomplete MP4 (moov atom not found)")
     if "Invalid data found" in msg:
@@ -135,7 +182,10 @@ def probe(path: str, timeout: float | None = 30.0) -> VideoInfo:
     proc = _run(args, timeout)
     if proc.returncode != 0:
         raise _probe_error(path, proc.stderr)
-    meta = json.loads(proc.stdout.decode("utf-8", "replace") or "{}")
+    try:
+        meta = json.loads(proc.stdout.decode("utf-8", "replace") or "{}")
+    except ValueError as e:
+        raise MediaError("decode_error", "ffprobe's description of the file could not be read") from e
     videos = [s for s in meta.get("streams", []) if s.get("codec_type") == "video"
               and not (s.get("disposition") or {}).get("attached_pic")]
     if not videos:
@@ -153,9 +203,12 @@ def probe(path: str, timeout: float | None = 30.0) -> VideoInfo:
     rotation = _rotation(v)
     if rotation in (90, 270):
         width, height = height, width
+    # ffmpeg (without -copyts) shifts every timestamp so that the file starts at t = 0: the file's start, the
+    # earliest of its streams, not the video stream's (an MPEG-TS or MPEG-PS file often starts at 1.4 s or so).
+    start = max(0.0, _float(v.get("start_time")) - _float(fmt.get("start_time")))
     return VideoInfo(duration=duration, fps=fps, frame_count=frame_count, width=width, height=height,
                      rotation=rotation, codec=str(v.get("codec_name", "")), container=str(fmt.get("format_name", "")),
-                     start_time=_float(v.get("start_time")) or _float(fmt.get("start_time")))
+                     start_time=start, stream_index=int(v.get("index", -1)))
 
 
 def sample_times(info: VideoInfo, frames: int = 32, fps: float | None = None,
@@ -201,7 +254,7 @@ class _Watchdog:
 _PTS_RE = re.compile(rb"pts_time:\s*(-?[0-9.]+)")
 
 
-def _pipe_frames(args: list[str], size: tuple[int, int], deadline: float | None,
+def _pipe_frames(args: list[str], path: str, size: tuple[int, int], deadline: float | None,
                  on_stderr_line=None) -> Iterator[np.ndarray]:
     """Run ffmpeg and yield raw RGB frames from its stdout; stderr is drained on a thread."""
     w, h = size
@@ -215,7 +268,7 @@ def _pipe_frames(args: list[str], size: tuple[int, int], deadline: float | None,
             if on_stderr_line:
                 on_stderr_line(line)
             if b"Parsed_showinfo" not in line:
-                tail[:] = (tail + [line])[-5:]
+                tail[:] = (tail + [line])[-30:]
 
     reader = threading.Thread(target=drain, daemon=True)
     reader.start()
@@ -237,7 +290,7 @@ def _pipe_frames(args: list[str], size: tuple[int, int], deadline: float | None,
     if dog.fired:
         raise MediaError("timeout", "decoding did not finish before the time limit")
     if count == 0 and proc.returncode != 0:
-        raise MediaError("decode_error", f"ffmpeg: {_last_error_line(b''.join(tail))}")
+        raise _decode_failure(b"".join(tail), path)
 
 
 def _select_expr(targets: list[float]) -> str:
@@ -248,15 +301,45 @@ def _select_expr(targets: list[float]) -> str:
 
 def read_frames(path: str, info: VideoInfo, times: list[float], max_side: int = MAX_SIDE,
                 deadline: float | None = None) -> Iterator[Frame]:
-    """Stream the frames at `times`: one select pass for short clips, one input seek per frame for long ones."""
+    """Stream the frames at `times`: one select pass for short clips, one input seek per frame for long ones.
+
+    Each frame is the first at or after its time; times past the last frame, or so close together that they
+    would fall on one frame, are moved onto the last frames, so a short clip still gives one frame per time.
+    """
     size = output_size(info, max_side)
     if info.duration > SEEK_AFTER_S and len(times) > 1:
         frames = _read_by_seeking(path, info, times, size, deadline)
     else:
-        frames = _read_by_selecting(path, info, times, size, deadline)
+        frames = _read_by_selecting(path, info, _onto_frames(info, times), size, deadline)
     scale = size[0] / info.width
     for i, (t, image) in enumerate(frames):
         yield Frame(index=i, t=t, image=image, scale=scale)
+
+
+def _onto_frames(info: VideoInfo, times: list[float]) -> list[float]:
+    """Move targets that have no frame at or after them (past the last frame, or sharing a frame with the
+    next target) back onto distinct frames, counting frames at the average rate; others are left exactly."""
+    if info.fps <= 0 or info.frame_count <= 0 or not times:
+        return times
+    period = 1.0 / info.fps
+    last = info.frame_count - 1
+    if info.duration > 0:
+        last = min(last, max(0, math.ceil(info.duration * info.fps - 1e-6) - 1))
+    wanted = [min(last, max(0, math.ceil(t * info.fps - 1e-6))) for t in times]
+    for i in range(len(wanted) - 2, -1, -1):
+        wanted[i] = max(0, min(wanted[i], wanted[i + 1] - 1))
+    out = []
+    for t, k in zip(times, wanted):
+        if math.ceil(t * info.fps - 1e-6) == k:
+            out.append(t)
+        else:  # a quarter period before frame k: at-or-after picks frame k, whatever the rounding
+            out.append(round(max(0.0, (k - 0.25) * period), 4))
+    return out
+
+
+def _video_input(path: str, info: VideoInfo, **options):
+    node = ffmpeg.input("file:" + path, **options, **INPUT_OPTIONS)
+    return node[str(info.stream_index)] if info.stream_index >= 0 else node.video
 
 
 def _read_by_selecting(path: str, info: VideoInfo, times: list[float], size: tuple[int, int],
@@ -269,15 +352,14 @@ def _read_by_selecting(path: str, info: VideoInfo, times: list[float], size: tup
             shown.append(float(m.group(1)))
 
     start = info.start_time
-    stream = (ffmpeg.input("file:" + path, **INPUT_OPTIONS)
-              .video
+    stream = (_video_input(path, info)
               .filter("select", _select_expr([start + t for t in times]))
               .filter("showinfo")
               .filter("scale", size[0], size[1])
               .output("pipe:", format="rawvideo", pix_fmt="rgb24", vsync="passthrough", an=None, sn=None))
     args = stream.compile(cmd=FFMPEG, overwrite_output=True)
     args[1:1] = ["-nostdin", "-nostats", "-hide_banner", "-loglevel", "info"]
-    for i, image in enumerate(_pipe_frames(args, size, deadline, on_line)):
+    for i, image in enumerate(_pipe_frames(args, path, size, deadline, on_line)):
         # showinfo prints a frame's line before the frame reaches the pipe; wait briefly if the stderr
         # thread lags, and fall back to the target time if the line never comes.
         for _ in range(50):
@@ -291,13 +373,12 @@ def _read_by_selecting(path: str, info: VideoInfo, times: list[float], size: tup
 def _read_by_seeking(path: str, info: VideoInfo, times: list[float], size: tuple[int, int],
                      deadline: float | None) -> Iterator[tuple[float, np.ndarray]]:
     for t in times:
-        stream = (ffmpeg.input("file:" + path, ss=f"{t:.4f}", **INPUT_OPTIONS)
-                  .video
+        stream = (_video_input(path, info, ss=f"{info.start_time + t:.4f}")
                   .filter("scale", size[0], size[1])
                   .output("pipe:", format="rawvideo", pix_fmt="rgb24", vframes=1, an=None, sn=None))
         args = stream.compile(cmd=FFMPEG, overwrite_output=True)
         args[1:1] = ["-nostdin", "-nostats", "-hide_banner", "-loglevel", "error"]
-        for image in _pipe_frames(args, size, deadline):
+        for image in _pipe_frames(args, path, size, deadline):
             yield t, image
 
 
@@ -308,4 +389,4 @@ def transcode(src: str, dst: str, timeout: float | None = 600, **options: str) -
     args[1:1] = ["-nostdin", "-nostats", "-hide_banner", "-loglevel", "error"]
     proc = _run(args, timeout)
     if proc.returncode != 0:
-        raise MediaError("decode_error", f"ffmpeg: {_last_error_line(proc.stderr)}")
+        raise MediaError("decode_error", f"ffmpeg: {_last_error_line(_without_path(proc.stderr, src))}")

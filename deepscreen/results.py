@@ -36,6 +36,8 @@ class ScreenResult:
     message: str = ""
     sha256: str | None = None
     bytes: int | None = None
+    mtime: float | None = None
+    duplicate_of: str | None = None
     score: float | None = None
     verdict: str = "unknown"
     threshold: float | None = None
@@ -75,11 +77,11 @@ def row_to_result(row: dict[str, str]) -> ScreenResult:
     for k, v in row.items():
         if k in _NESTED:
             d[k] = json.loads(v) if v else ({} if k != "tracks" else [])
-        elif k in ("score", "threshold"):
+        elif k in ("score", "threshold", "mtime"):
             d[k] = float(v) if v else None
         elif k in ("bytes", "frames_sampled", "frames_with_faces"):
             d[k] = int(v) if v else (None if k == "bytes" else 0)
-        elif k == "sha256":
+        elif k in ("sha256", "duplicate_of"):
             d[k] = v or None
         else:
             d[k] = v

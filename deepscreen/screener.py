@@ -37,6 +37,18 @@ class _Decoded:
     info: media.VideoInfo | None = None
     frames: "queue.Queue" = field(default_factory=lambda: queue.Queue(maxsize=16))
     timings: dict[str, float] = field(default_factory=dict)
+    after: "_Decoded | None" = None  # the job before this one: content claims are made in input order
+    claimed: threading.Event = field(default_factory=threading.Event)
+    same_as: ScreenResult | None = None  # a previous record with the same content (resume)
+    copy_of: "_Decoded | None" = None  # an earlier job in this run with the same content (dedupe)
+    skip: bool = False  # already recorded under this very path: nothing to write
+    final: ScreenResult | None = None  # the finished record, for later copies to repeat
+
+
+@dataclass
+class RunStats:
+    resumed: int = 0  # files skipped because their record is already in the output
+    duplicates: int = 0  # files whose content was already screened in this run or a previous one
 
 
 def _check_file(path: str) -> tuple[int, str] | ScreenResult:
@@ -89,27 +101,78 @@ class Screener:
         """Screen one file. Never raises for a bad file: the record's status and message say what happened."""
         return next(self.screen_many([path]))
 
-    def screen_many(self, paths: Iterable[str]) -> Iterator[ScreenResult]:
-        """Screen files in order, yielding each record as soon as it is done."""
+    def screen_many(self, paths: Iterable[str], previous: Iterable[ScreenResult] = ()) -> Iterator[ScreenResult]:
+        """Screen files in input order, yielding each record as soon as it is done.
+
+        Identical content is screened once: a later copy's record repeats the first one's findings and names it
+        in `duplicate_of`. `previous` holds records from an earlier, interrupted run (resume): a file already
+        recorded under the same path, with the same size and mtime or the same content, is skipped (counted in
+        `self.stats.resumed`); the same content under a new path gets a duplicate record.
+        """
+        self.stats = RunStats()
+        self._by_hash: dict[str, ScreenResult | _Decoded] = {}
+        self._recorded: dict[tuple, ScreenResult] = {}
+        for r in previous:
+            if r.sha256 and r.status not in ("timeout", "error"):
+                self._by_hash.setdefault(r.sha256, r)
+            self._recorded[(r.path, r.bytes, r.mtime)] = r
+        self._recorded_paths = {r.path: r for r in previous}
         pending: deque[_Decoded] = deque()
+        last: _Decoded | None = None
         it = iter(paths)
         exhausted = False
         while True:
             while not exhausted and len(pending) < self.workers:
                 try:
-                    pending.append(self._start_decode(next(it)))
+                    path = next(it)
                 except StopIteration:
                     exhausted = True
+                    break
+                if self._already_recorded(path):
+                    self.stats.resumed += 1
+                    continue
+                last = self._start_decode(path, last)
+                pending.append(last)
             if not pending:
                 return
-            yield self._finish(pending.popleft())
+            job = pending.popleft()
+            result = self._finish(job)
+            if job.skip:
+                self.stats.resumed += 1
+                continue
+            yield result
+
+    def _already_recorded(self, path: str) -> bool:
+        """Resume's fast path: same path, size and mtime as a previous record, so no need to hash."""
+        try:
+            st = os.stat(path)
+        except OSError:
+            return False
+        return (path, st.st_size, st.st_mtime) in self._recorded
 
     # -- stages -----------------------------------------------------------------------------------------
 
-    def _start_decode(self, path: str) -> _Decoded:
-        job = _Decoded(path=path, result=ScreenResult(path=path, status="ok"))
+    def _start_decode(self, path: str, after: _Decoded | None) -> _Decoded:
+        job = _Decoded(path=path, result=ScreenResult(path=path, status="ok"), after=after)
         threading.Thread(target=self._decode, args=(job,), daemon=True, name="deepscreen-decode").start()
         return job
+
+    def _claim(self, job: _Decoded) -> None:
+        """Record this job's content hash, in input order, and find out whether it was seen before."""
+        if job.after is not None:
+            job.after.claimed.wait()
+        job.after = None  # let finished jobs be freed
+        digest = job.result.sha256
+        earlier = self._by_hash.get(digest) if digest else None
+        if isinstance(earlier, ScreenResult):
+            if self._recorded_paths.get(job.path) is earlier:
+                job.skip = True
+            job.same_as = earlier
+        elif earlier is not None:
+            job.copy_of = earlier
+        elif digest:
+            self._by_hash[digest] = job
+        job.claimed.set()
 
     def _decode(self, job: _Decoded) -> None:
         """Worker thread: check, hash, probe, then stream sampled frames into the job's queue."""
@@ -120,7 +183,11 @@ class Screener:
                 job.result = checked
                 return
             job.result.bytes, job.result.sha256 = checked
+            job.result.mtime = os.stat(job.path).st_mtime
             job.timings["hash"] = time.monotonic() - start
+            self._claim(job)
+            if job.same_as or job.copy_of:
+                return
             t0 = time.monotonic()
             deadline = start + self.timeout if self.timeout else None
             job.info = media.probe(job.path, timeout=self.timeout or 30.0)
@@ -135,10 +202,24 @@ class Screener:
         except Exception as e:  # noqa: BLE001 - one bad file must not stop the batch
             job.result.status, job.result.message = "error", f"{type(e).__name__}: {e}"
         finally:
+            job.claimed.set()
             job.frames.put(_END)
+
+    def _duplicate(self, job: _Decoded, original: ScreenResult) -> ScreenResult:
+        """A copy's record: the original's findings under the copy's path, naming the original."""
+        self.stats.duplicates += 1
+        d = original.to_dict()
+        d.update(path=job.path, mtime=job.result.mtime, duplicate_of=original.path,
+                 timings={"hash": round(job.timings.get("hash", 0.0), 4)},
+                 message=f"same content as {original.path}" + (f"; {original.message}" if original.message else ""))
+        return ScreenResult.from_dict(d)
 
     def _finish(self, job: _Decoded) -> ScreenResult:
         """Main thread: detect faces as frames arrive, then score, aggregate and fill the record."""
+        job.claimed.wait()
+        if job.same_as or job.copy_of:
+            job.frames.get()  # the worker's end marker: it decoded nothing
+            return self._duplicate(job, job.same_as or job.copy_of.final)
         faces: list[Face] = []
         sampled, with_faces, scale = 0, 0, 1.0
         detect_s = 0.0
@@ -156,7 +237,7 @@ class Screener:
                 faces.extend(frame_faces)
             detect_s += time.monotonic() - t0
 
-        result = job.result
+        error = None
         try:
             while (frame := job.frames.get()) is not _END:
                 sampled += 1
@@ -167,6 +248,14 @@ class Screener:
                     batch = []
             if batch:
                 detect(batch)
+        except Exception as e:  # noqa: BLE001 - one bad file must not stop the batch
+            error = e
+            while job.frames.get() is not _END:  # let the worker finish; its frames are of no use now
+                pass
+        result = job.result  # read only now: the worker may have replaced it
+        if error is not None:
+            result.status, result.message = "error", f"{type(error).__name__}: {error}"
+        try:
             result.timings.update({k: round(v, 4) for k, v in job.timings.items()})
             result.timings["detect"] = round(detect_s, 4)
             if result.status == "ok" and sampled == 0:
@@ -194,6 +283,7 @@ class Screener:
         result.model = self.detector.info()
         result.deepscreen_version = __version__
         result.timings["total"] = round(sum(result.timings.values()), 4)
+        job.final = result
         return result
 
 

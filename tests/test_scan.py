@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from deepscreen.cli import main
 from deepscreen.results import read_results
+from conftest import ffmpeg
 
 REQUIRED = {"path", "sha256", "bytes", "status", "message", "score", "verdict", "threshold", "tracks",
             "frames_sampled", "frames_with_faces", "video", "model", "timings", "deepscreen_version"}
@@ -32,7 +33,7 @@ def folder(tmp_path_factory, face_clip, two_face_clip, rotated_clip, no_face_cli
     (d / "readme.txt").write_text("not a video, skipped")
     shutil.copy(astronaut_png, d / "photo.png")
     (d / "sub").mkdir()
-    shutil.copy(face_clip, d / "sub" / "-dash.mp4")
+    ffmpeg("-i", str(face_clip), "-c", "copy", "-metadata", "title=remuxed", str(d / "sub" / "-dash.mp4"))
     return d
 
 
@@ -81,7 +82,8 @@ def test_ok_records_carry_the_evidence(scanned):
     assert {"probe", "decode", "detect", "score", "total"} <= set(face.timings)
     assert len(records["two.mp4"].tracks) == 2
     assert records["rotated.mp4"].video["rotation"] in (90, 270) and len(records["rotated.mp4"].tracks) == 1
-    assert records["-dash.mp4"].sha256 == face.sha256
+    dash = records["-dash.mp4"]
+    assert dash.sha256 != face.sha256 and dash.duplicate_of is None and dash.score == pytest.approx(face.score)
 
 
 def test_api_and_cli_agree(scanned, screener, face_clip):

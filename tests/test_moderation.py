@@ -1,0 +1,124 @@
+"""Running unattended: resume after kill -9, dedupe, streaming, lists, timeouts, JSON logs."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from click.testing import CliRunner
+
+from deepscreen.cli import main
+from conftest import ffmpeg
+
+CLI = [sys.executable, "-m", "deepscreen"]
+
+
+@pytest.fixture(scope="module")
+def inbox(tmp_path_factory, face_clip, no_face_clip, two_face_clip):
+    d = tmp_path_factory.mktemp("mod")
+    shutil.copy(face_clip, d / "a.mp4")
+    shutil.copy(no_face_clip, d / "b.mp4")
+    shutil.copy(two_face_clip, d / "c.mp4")
+    for i in range(3):  # distinct content, cheap to screen
+        ffmpeg("-f", "lavfi", "-i", f"color=c=0x{i}0{i}0{i}0:size=160x120:rate=5", "-t", "1", str(d / f"plain{i}.mp4"))
+    return d
+
+
+def _records(path):
+    return [json.loads(line) for line in open(path, encoding="utf-8")]
+
+
+def _run(args, **kw):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False, **kw)
+
+
+def test_resume_after_kill_9_leaves_exactly_one_record_per_file(inbox, tiny_weights, tmp_path):
+    out = tmp_path / "out.jsonl"
+    args = [*CLI, "scan", str(inbox), "-o", str(out), "--weights", str(tiny_weights), "--frames", "4", "--resume"]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (not out.exists() or out.read_text().count("\n") < 2):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done_before = out.read_text().count("\n")
+    assert 2 <= done_before < 6
+    with open(out, "a") as fh:  # a torn last line, as a kill in the middle of a write would leave
+        fh.write('{"path": "' + str(inbox / "c.mp4") + '", "status": "o')
+    subprocess.run(args, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    records = _records(out)  # every line parses
+    names = sorted(os.path.basename(r["path"]) for r in records)
+    assert names == sorted(os.listdir(inbox))
+    # a third run finds everything done and writes nothing
+    res = subprocess.run(args, check=True, capture_output=True, text=True)
+    assert len(_records(out)) == len(records) and "6 already done" in res.stderr
+
+
+def test_resume_matches_moved_content_by_hash(inbox, tiny_weights, tmp_path):
+    out = tmp_path / "out.jsonl"
+    assert _run(["scan", inbox / "a.mp4", "-o", out, "--weights", tiny_weights, "--frames", "4"]).exit_code == 0
+    moved = tmp_path / "renamed.mp4"
+    shutil.copy(inbox / "a.mp4", moved)
+    os.utime(moved, (1, 1))
+    assert _run(["scan", inbox / "a.mp4", moved, "-o", out, "--resume", "--weights", tiny_weights]).exit_code == 0
+    first, second = _records(out)
+    assert second["path"] == str(moved) and second["duplicate_of"] == str(inbox / "a.mp4")
+    assert second["score"] == first["score"] and second["sha256"] == first["sha256"]
+
+
+def test_identical_content_is_scored_once(inbox, tiny_weights, tmp_path):
+    d = tmp_path / "dupes"
+    d.mkdir()
+    for name in ("x1.mp4", "x2.mp4", "x3.mp4"):
+        shutil.copy(inbox / "a.mp4", d / name)
+    out = tmp_path / "out.jsonl"
+    res = _run(["scan", d, "-o", out, "--weights", tiny_weights, "--frames", "4"])
+    assert "2 duplicates" in res.output
+    x1, x2, x3 = _records(out)
+    assert x1["duplicate_of"] is None and x1["timings"]["detect"] > 0
+    assert x2["duplicate_of"] == x3["duplicate_of"] == x1["path"]
+    assert x2["score"] == x1["score"] and "detect" not in x2["timings"]
+
+
+def test_stdout_streaming_and_paths_from_stdin(inbox, tiny_weights):
+    paths = f"{inbox / 'a.mp4'}\n\n{inbox / 'plain0.mp4'}\n"
+    res = subprocess.run([*CLI, "scan", "--from-list", "-", "-o", "-", "--weights", str(tiny_weights),
+                          "--frames", "4"], input=paths, capture_output=True, text=True, check=True)
+    lines = res.stdout.splitlines()
+    assert [json.loads(x)["path"] for x in lines] == [str(inbox / "a.mp4"), str(inbox / "plain0.mp4")]
+    assert "2 videos" in res.stderr  # the summary goes to stderr, never into the records
+
+
+def test_timeout_kills_ffmpeg_and_the_batch_goes_on(inbox, tiny_weights, tmp_path, media_dir):
+    slow = media_dir / "slow.mp4"  # big frames: decoding alone takes longer than the limit
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=3840x2160:rate=30", "-t", "10", "-c:v", "libx264", "-preset",
+           "ultrafast", "-pix_fmt", "yuv420p", str(slow))
+    out = tmp_path / "out.jsonl"
+    res = _run(["scan", slow, inbox / "plain1.mp4", "-o", out, "--weights", tiny_weights, "--timeout", "3",
+                "--frames", "30"])
+    assert res.exit_code == 0
+    slow_rec, next_rec = _records(out)
+    assert slow_rec["status"] == "timeout" and "time limit" in slow_rec["message"]
+    assert next_rec["status"] == "no_face"
+    assert not [p for p in _ffmpeg_children() if str(slow) in p]
+
+
+def _ffmpeg_children() -> list[str]:
+    out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if line.startswith("ffmpeg")]
+
+
+def test_json_logs_and_quiet(inbox, tiny_weights, tmp_path):
+    res = subprocess.run([*CLI, "--log-format", "json", "-v", "scan", str(inbox / "b.mp4"), str(tmp_path / "no.mp4"),
+                          "-o", str(tmp_path / "o.jsonl"), "--weights", str(tiny_weights), "--frames", "2"],
+                         capture_output=True, text=True, check=True)
+    logs = [json.loads(line) for line in res.stderr.splitlines() if line.startswith("{")]
+    assert {(e["level"], e["status"]) for e in logs} == {("info", "no_face"), ("warning", "error")}
+    quiet = subprocess.run([*CLI, "-q", "scan", str(inbox / "b.mp4"), "-o", str(tmp_path / "q.jsonl"), "--weights",
+                            str(tiny_weights), "--frames", "2"], capture_output=True, text=True, check=True)
+    assert quiet.stderr == ""

@@ -31,12 +31,12 @@ def build_tracks(faces: list[Face], scores: np.ndarray, frame_scale: float = 1.0
     for i, f in enumerate(faces):
         by_track.setdefault(f.track_id, []).append(i)
     tracks = []
-    for new_id, (_, idx) in enumerate(sorted(by_track.items(), key=lambda kv: faces[kv[1][0]].t)):
+    for track_id, idx in sorted(by_track.items()):  # ids follow first appearance (faces.link_tracks)
         s = [float(scores[i]) for i in idx]
         times = [faces[i].t for i in idx]
         top = sorted(range(len(s)), key=lambda k: -s[k])[:TOP_TIMES]
         box = np.median(np.stack([faces[i].box for i in idx]), axis=0) / frame_scale
-        tracks.append(TrackResult(track_id=new_id, score=round(track_score(s), 6), faces=len(idx),
+        tracks.append(TrackResult(track_id=track_id, score=round(track_score(s), 6), faces=len(idx),
                                   first_t=min(times), last_t=max(times), top_times=[times[k] for k in top],
                                   face_scores=[round(x, 6) for x in s], face_times=times,
                                   box=[round(float(v), 1) for v in box]))

@@ -103,11 +103,14 @@ def _read_list(source: str) -> Iterator[str]:
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Seconds allowed per video; ffmpeg is killed and the record says 'timeout'.")
 @click.option("--recursive/--no-recursive", default=True, show_default=True, help="Walk sub-folders.")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False), default=None,
+              help="Also write a self-contained HTML evidence report for a reviewer.")
 @click.option("--fail-on-fake", is_flag=True, help="Exit 1 when any video is flagged fake.")
 @click.pass_context
 def scan(ctx: click.Context, paths: tuple[str, ...], from_list: str | None, output: str, fmt: str | None,
          resume: bool, frames: int, fps: float | None, threshold: float | None, device: str, weights: str | None,
-         batch_size: int, workers: int, timeout: float | None, recursive: bool, fail_on_fake: bool) -> None:
+         batch_size: int, workers: int, timeout: float | None, recursive: bool, report_path: str | None,
+         fail_on_fake: bool) -> None:
     """Screen videos (files or folders) and write one record per video."""
     if not paths and not from_list:
         raise click.UsageError("give at least one PATH or --from-list")
@@ -119,7 +122,8 @@ def scan(ctx: click.Context, paths: tuple[str, ...], from_list: str | None, outp
 
     try:
         screener = Screener(weights=weights, device=device, frames=frames, fps=fps, threshold=threshold,
-                            batch_size=batch_size, workers=workers, timeout=timeout)
+                            batch_size=batch_size, workers=workers, timeout=timeout,
+                            keep_evidence=report_path is not None)
     except ModelError as e:
         raise click.UsageError(str(e)) from e
     previous: list[ScreenResult] = []
@@ -146,6 +150,10 @@ def scan(ctx: click.Context, paths: tuple[str, ...], from_list: str | None, outp
         progress.close()
         if not to_stdout:
             fh.close()
+    if report_path:
+        from .report import write_report
+
+        write_report(report_path, results, screener.evidence, screener.detector)
     if not ctx.obj["quiet"]:
         click.echo(summary(results, stats, screener.stats, time.monotonic() - start, output), err=True)
     if fail_on_fake and any(r.verdict == "fake" for r in results):

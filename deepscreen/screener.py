@@ -23,6 +23,7 @@ from . import __version__, media
 from .aggregate import build_tracks, video_score
 from .faces import Face, FaceFinder, crop_face, link_tracks
 from .model import Detector, default_weights, resolve_device, sha256_file
+from .report import Evidence
 from .results import ScreenResult
 
 _END = object()
@@ -82,7 +83,7 @@ class Screener:
 
     def __init__(self, weights: str | os.PathLike | None = None, device: str = "auto", frames: int = 32,
                  fps: float | None = None, threshold: float | None = None, batch_size: int = 32,
-                 min_face: int = 40, workers: int = 2, timeout: float | None = None):
+                 min_face: int = 40, workers: int = 2, timeout: float | None = None, keep_evidence: bool = False):
         self.device = resolve_device(device)
         self.detector = Detector.load(weights or default_weights(), device=str(self.device), batch_size=batch_size)
         self.faces = FaceFinder(device=self.device, min_face=min_face)
@@ -91,6 +92,8 @@ class Screener:
         self.threshold = self.detector.profile.threshold if threshold is None else threshold
         self.workers = max(1, workers)
         self.timeout = timeout
+        self.keep_evidence = keep_evidence
+        self.evidence: dict[str, list[Evidence]] = {}  # flagged videos' top face crops, for the HTML report
         if self.device.type == "cpu":
             # Leave a core's worth of time to the ffmpeg decoders running alongside the models.
             torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
@@ -276,6 +279,8 @@ class Screener:
         result.frames_with_faces = with_faces
         result.threshold = self.threshold
         result.verdict = "unknown" if result.score is None else ("fake" if result.score >= self.threshold else "real")
+        if self.keep_evidence and result.verdict == "fake":
+            self.evidence[result.path] = _top_faces(faces, scores)
         if job.info:
             i = job.info
             result.video = {"duration": round(i.duration, 3), "fps": round(i.fps, 3), "width": i.width,
@@ -285,6 +290,14 @@ class Screener:
         result.timings["total"] = round(sum(result.timings.values()), 4)
         job.final = result
         return result
+
+
+def _top_faces(faces: list[Face], scores, per_track: int = 3) -> list[Evidence]:
+    by_track: dict[int, list[int]] = {}
+    for i in sorted(range(len(faces)), key=lambda i: -scores[i]):
+        by_track.setdefault(faces[i].track_id, []).append(i)
+    return [Evidence(faces[i].track_id, faces[i].t, float(scores[i]), faces[i].crop)
+            for tid in sorted(by_track) for i in by_track[tid][:per_track]]
 
 
 def _by_frame(faces: list[Face]) -> list[list[Face]]:

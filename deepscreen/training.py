@@ -233,12 +233,6 @@ class PairDataset(Dataset):
         return torch.from_numpy(np.stack([real, fake])), torch.tensor([0.0, 1.0])
 
 
-def _quiet_worker(_: int) -> None:
-    """Loader workers do single-image numpy/OpenCV work: one thread each, so they do not fight the model."""
-    cv2.setNumThreads(1)
-    torch.set_num_threads(1)
-
-
 class Normalize(nn.Module):
     """uint8 NHWC -> normalised float NCHW, inside the graph so the loader ships bytes."""
 
@@ -341,7 +335,7 @@ def train(cfg: TrainConfig, inputs: list[str]) -> dict:
                        cfg.video_share, cfg.seed)
     order = list(range(step * cfg.pairs_per_batch, len(data)))
     loader = DataLoader(torch.utils.data.Subset(data, order), batch_size=cfg.pairs_per_batch,
-                        num_workers=cfg.workers, persistent_workers=cfg.workers > 0, worker_init_fn=_quiet_worker)
+                        num_workers=cfg.workers, persistent_workers=cfg.workers > 0)
     loss_fn = nn.BCEWithLogitsLoss()
     logf = open(run / "log.jsonl", "a")
     t0, seen = time.monotonic(), 0

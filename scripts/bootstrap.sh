@@ -27,9 +27,8 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ scripts/bootstrap.s
     echo "bootstrap: installing Python packages into .venv (first time: a few minutes)" >&2
     .venv/bin/pip install -q --disable-pip-version-check torch==2.14.1 torchvision==0.29.1
     .venv/bin/pip install -q --disable-pip-version-check -e ".$extra"
-    # facenet-pytorch 2.6.0 declares torch<2.3 and numpy<2 but works with current releases; its import
-    # needs requests. --no-deps keeps pip from downgrading torch (so `pip check` complains: expected).
-    .venv/bin/pip install -q --disable-pip-version-check requests
+    # facenet-pytorch 2.6.0 declares torch<2.3 and numpy<2 but works with current releases:
+    # --no-deps keeps pip from downgrading them (so `pip check` complains: expected).
     .venv/bin/pip install -q --disable-pip-version-check --no-deps facenet-pytorch==2.6.0
     touch "$stamp"
 fi

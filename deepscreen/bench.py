@@ -371,6 +371,9 @@ def _core(ys: list[int], scores: list[float | None], threshold: float) -> dict[s
         "ap": float(average_precision_score(y, s)) if two else None,
         "eer": e,
         "accuracy": float((pred == y_all).mean()) if y_all.size else None,
+        # Mean scores per class: a group of reals scoring high is a source the detector mistakes for fake.
+        "mean_real": float(s[y == 0].mean()) if (y == 0).any() else None,
+        "mean_fake": float(s[y == 1].mean()) if (y == 1).any() else None,
     }
 
 
@@ -407,8 +410,7 @@ def compute_metrics(
     that finds no face flags nothing. Predicted fake means score >= threshold.
 
     per_source groups videos by source; per_method scores each manipulation method's fakes against
-    all real videos without a method (the FaceForensics++ convention), since a method alone holds
-    one class only. Any metric undefined for lack of a class is None.
+    all real videos (the FaceForensics++ convention), since a method alone holds one class only. Any metric undefined for lack of a class is None.
     """
     idx = _result_index(results)
     ys: list[int] = []
@@ -467,9 +469,9 @@ def compute_metrics(
     for i, it in enumerate(items):
         if it.source:
             by_source.setdefault(it.source, []).append(i)
-        if it.method:
+        if it.method and it.label == 1:
             by_method.setdefault(it.method, []).append(i)
-    shared_real = [i for i, it in enumerate(items) if it.label == 0 and not it.method]
+    shared_real = [i for i, it in enumerate(items) if it.label == 0]
     out["per_source"] = {
         name: _core([ys[i] for i in ids], [scores[i] for i in ids], threshold)
         for name, ids in sorted(by_source.items())
@@ -521,7 +523,7 @@ def _fmt(x: Any, digits: int = 4) -> str:
     return str(x)
 
 
-_TABLE_COLS = ("n", "n_scored", "auc", "ap", "eer", "accuracy")
+_TABLE_COLS = ("n", "n_scored", "auc", "ap", "eer", "accuracy", "mean_real", "mean_fake")
 
 
 def format_table(metrics: dict[str, Any]) -> str:
@@ -529,7 +531,7 @@ def format_table(metrics: dict[str, Any]) -> str:
     rows = [("overall", metrics)]
     rows += [(f"source:{k}", v) for k, v in (metrics.get("per_source") or {}).items()]
     rows += [(f"method:{k}", v) for k, v in (metrics.get("per_method") or {}).items()]
-    header = ("group", "n", "scored", "AUC", "AP", "EER", "acc")
+    header = ("group", "n", "scored", "AUC", "AP", "EER", "acc", "real~", "fake~")
     body = [(name, *(_fmt(m.get(c)) for c in _TABLE_COLS)) for name, m in rows]
     widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
 
@@ -562,7 +564,7 @@ def _group_rows(groups: dict[str, dict[str, Any]]) -> list[list[str]]:
     return [[name, *(_fmt(m.get(c)) for c in _TABLE_COLS)] for name, m in groups.items()]
 
 
-_GROUP_HEADER = ["group", "n", "scored", "AUC", "AP", "EER", "accuracy"]
+_GROUP_HEADER = ["group", "n", "scored", "AUC", "AP", "EER", "accuracy", "mean score (real)", "mean score (fake)"]
 
 
 def _report_md(metrics: dict[str, Any], items: list[LabelledVideo], results: Mapping[str, ScreenResult]) -> str:
@@ -583,7 +585,7 @@ def _report_md(metrics: dict[str, Any], items: list[LabelledVideo], results: Map
     if metrics.get("per_source"):
         L += ["## Per source", ""] + _md_table(_GROUP_HEADER, _group_rows(metrics["per_source"])) + [""]
     if metrics.get("per_method"):
-        L += ["## Per method", "", "Each method's fakes against all real videos without a method.", ""]
+        L += ["## Per method", "", "Each method's fakes against all real videos.", ""]
         L += _md_table(_GROUP_HEADER, _group_rows(metrics["per_method"])) + [""]
     c = metrics.get("confusion") or {}
     L += [f"## Confusion matrix (threshold {_fmt(thr)})", ""]

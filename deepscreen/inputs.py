@@ -1,18 +1,28 @@
-"""Which files to screen: explicit paths always, folders walked lazily for video extensions."""
+"""Which files to screen: explicit paths always, folders walked lazily for video extensions.
+
+Order and streaming: a folder of up to SORTED_UP_TO entries (nearly every real folder) is listed in name
+order, so scans are reproducible. A bigger folder is not read whole and sorted, which would hold the whole
+listing in memory and delay the first record until the last name is read: its entries are yielded in the order
+the file system lists them, as `os.scandir` reads them (pipe sorted paths into `--from-list` when a big folder
+must go in name order). Sub-folders come after their parent's files, in name order, one folder open at a time
+(an explicit stack: no recursion limit however deep the tree, and one open file descriptor).
+"""
 from __future__ import annotations
 
+import itertools
 import os
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".m4v", ".wmv", ".flv", ".ts",
                     ".3gp", ".mts", ".m2ts", ".ogv", ".gif")
+SORTED_UP_TO = 4096  # entries; a bigger folder streams in file system order
 
 
 @dataclass
 class WalkStats:
     skipped: int = 0  # files in folders without a video extension
-    unreadable_dirs: int = 0
+    unreadable_dirs: int = 0  # folders that could not be listed (or not to the end): their videos get no record
 
 
 def is_video_name(name: str) -> bool:
@@ -24,7 +34,8 @@ def iter_inputs(paths: Iterable[str], recursive: bool = True, stats: WalkStats |
 
     An explicit path is always yielded, whatever it is, so it gets a record. In folders, entries named like
     videos are yielded (a folder named `x.mp4` too: it gets an `unsupported` record); symlinked folders are
-    not followed, which also makes symlink loops harmless.
+    not followed, which also makes symlink loops harmless. A folder that cannot be read is counted in
+    `stats.unreadable_dirs` and the walk goes on.
     """
     stats = stats if stats is not None else WalkStats()
     for path in paths:
@@ -34,20 +45,34 @@ def iter_inputs(paths: Iterable[str], recursive: bool = True, stats: WalkStats |
             yield path
 
 
-def _walk(folder: str, recursive: bool, stats: WalkStats) -> Iterator[str]:
-    try:
-        entries = sorted(os.scandir(folder), key=lambda e: e.name)
-    except OSError:
-        stats.unreadable_dirs += 1
-        return
-    for entry in entries:
+def _walk(top: str, recursive: bool, stats: WalkStats) -> Iterator[str]:
+    pending = [top]
+    while pending:
+        folder = pending.pop()
+        subfolders: list[str] = []
         try:
-            is_dir = entry.is_dir(follow_symlinks=False)
-        except OSError:
-            is_dir = False
-        if is_video_name(entry.name):
-            yield entry.path
-        elif is_dir and recursive:
-            yield from _walk(entry.path, recursive, stats)
-        elif not is_dir:
-            stats.skipped += 1
+            with os.scandir(folder) as listing:
+                head = list(itertools.islice(listing, SORTED_UP_TO + 1))
+                if len(head) <= SORTED_UP_TO:
+                    entries = sorted(head, key=lambda e: e.name)
+                else:
+                    entries = itertools.chain(head, listing)
+                for entry in entries:
+                    if is_video_name(entry.name):
+                        yield entry.path
+                    elif _is_real_dir(entry):
+                        subfolders.append(entry.name)
+                    else:
+                        stats.skipped += 1
+        except OSError:  # cannot open the folder, or reading it failed part way
+            stats.unreadable_dirs += 1
+        if recursive:
+            pending.extend(os.path.join(folder, name) for name in sorted(subfolders, reverse=True))
+
+
+def _is_real_dir(entry: os.DirEntry) -> bool:
+    """A folder, not a symlink to one."""
+    try:
+        return entry.is_dir(follow_symlinks=False)
+    except OSError:
+        return False

@@ -93,7 +93,7 @@ def _run(args: list[str], timeout: float | None) -> subprocess.CompletedProcess:
     try:
         return subprocess.run(args, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired as e:
-        raise MediaError("timeout", f"{args[0]} did not finish within {timeout:.0f} s") from e
+        raise MediaError("timeout", f"{args[0]} did not finish within {timeout:g} s") from e
     except FileNotFoundError as e:
         raise MediaError("error", f"{args[0]} not found: install ffmpeg (Debian: apt-get install ffmpeg)") from e
 

@@ -26,15 +26,16 @@ if TYPE_CHECKING:
 log = logging.getLogger("deepscreen")
 
 INSTALL_HINT = 'the ray engine needs Ray: pip install "deepscreen[ray]"'
+_FATAL = "__deepscreen_model_error__"  # a row that is not a record: an actor could not load the models
 
 
 class RayEngineError(RuntimeError):
     """The Ray engine cannot run (Ray missing, no GPU for --device cuda, actors that cannot start)."""
 
 
-def _enc(s: str) -> str:
+def _enc_path(p: str) -> str:
     # ensure_ascii turns lone surrogates (undecodable file names) into \\udcXX escapes: valid UTF-8 for Arrow.
-    return json.dumps(s, ensure_ascii=True)
+    return json.dumps([p, os.path.abspath(p)], ensure_ascii=True)
 
 
 class _ScreenActor:
@@ -45,8 +46,8 @@ class _ScreenActor:
         from .model import ModelError
         from .screener import Screener
 
-        # A bad checkpoint is the caller's error, not this actor's: raised from __call__ it fails the run at
-        # once (from __init__, Ray would restart the actor a few times first) and reaches the driver intact.
+        # A bad checkpoint is the caller's error, not this actor's: it goes back as a row the driver raises as
+        # ModelError (raised here, Ray would restart the actor first, then lose the exception type on the way).
         self.error: ModelError | None = None
         try:
             self.screener = Screener(**screener_kwargs)
@@ -67,10 +68,10 @@ class _ScreenActor:
         import numpy as np
 
         if self.error is not None:
-            raise self.error
-        given = [json.loads(p) for p in batch["path"]]
-        # Screen absolute paths (a worker's cwd is not the driver's); records name the paths as they were given.
-        absolute = [os.path.abspath(p) for p in given]
+            return {"record": np.array([json.dumps({_FATAL: str(self.error)})], dtype=object)}
+        # Each item: [path as given, absolute path on the driver]. Workers do not run in the driver's cwd, so
+        # they screen the absolute path; records name the path as it was given.
+        given, absolute = zip(*(json.loads(p) for p in batch["path"]))
         as_given = dict(zip(absolute, given))
         out: list[str] = []
         done: set[str] = set()
@@ -138,6 +139,11 @@ def screen_with_ray(paths: Iterable[str], screener_kwargs: dict, address: str | 
     batch_size: paths handed to an actor at a time (small batches balance load and stream records sooner).
     previous: records of an earlier run (resume), as for `screen_many`: files already recorded are skipped.
     stats: a `RunStats` to fill in (resumed and duplicate counts), like `Screener.stats`.
+    progress: show Ray Data's own progress output. Off by default (the caller reports progress): then this
+        process's Ray Data logging is also lowered to warnings.
+
+    Raises RayEngineError (Ray not installed, cluster unreachable, cuda asked for on a cluster without GPUs)
+    and ModelError (an actor could not load the weights) from the first `next()`.
     """
     try:
         import ray
@@ -163,8 +169,15 @@ def screen_with_ray(paths: Iterable[str], screener_kwargs: dict, address: str | 
         return
 
     if not ray.is_initialized():
-        ray.init(address=address, ignore_reinit_error=True, log_to_driver=False, logging_level=logging.WARNING,
-                 **({"include_dashboard": False} if address is None else {}))
+        local = address is None and not os.environ.get("RAY_ADDRESS")
+        try:
+            # log_to_driver=False: worker output stays in the cluster's logs, off this process's stdout (which
+            # may be a JSON lines stream); Ray's own messages go to stderr.
+            ray.init(address=address, ignore_reinit_error=True, log_to_driver=False,
+                     logging_level=logging.WARNING, **({"include_dashboard": False} if local else {}))
+        except ConnectionError as e:
+            raise RayEngineError(f"cannot reach the Ray cluster at {address or os.environ.get('RAY_ADDRESS')}: "
+                                 f"{e}") from e
     resources = ray.cluster_resources()
     gpus, cpus = int(resources.get("GPU", 0)), max(1, int(resources.get("CPU", 1)))
     device = str(kwargs.get("device", "auto"))
@@ -190,7 +203,7 @@ def screen_with_ray(paths: Iterable[str], screener_kwargs: dict, address: str | 
     if not progress:  # the caller reports progress; keep Ray Data's chatter to warnings (it goes to stderr)
         logging.getLogger("ray.data").setLevel(logging.WARNING)
         logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # "progress bars disabled"
-    ds = ray.data.from_items([{"path": _enc(p)} for p in todo],
+    ds = ray.data.from_items([{"path": _enc_path(p)} for p in todo],
                              override_num_blocks=min(math.ceil(len(todo) / batch_size), 100_000))
     ds = ds.map_batches(_ScreenActor, batch_size=batch_size, batch_format="numpy",
                         compute=ray.data.ActorPoolStrategy(size=n),
@@ -203,39 +216,26 @@ def screen_with_ray(paths: Iterable[str], screener_kwargs: dict, address: str | 
     # Content seen so far: a copy screened in another batch becomes a duplicate record, as in the local engine.
     seen: dict[str, ScreenResult] = {}
     for r in previous:
-        if r.sha256 and r.status not in ("timeout", "error") and not r.duplicate_of:
+        if r.sha256 and r.status not in ("timeout", "error"):  # as Screener.screen_many picks them
             seen.setdefault(r.sha256, r)
     received = 0
-    try:
-        for row in ds.iter_rows():
-            r = ScreenResult.from_dict(json.loads(row["record"]))
-            received += 1
-            root = seen.get(r.sha256) if r.sha256 else None
-            if root is None:
-                if r.sha256 and not r.duplicate_of:
-                    seen[r.sha256] = r
-            elif r.path != root.path and r.duplicate_of != root.path:
-                r = _as_duplicate(r, root)
-            if stats is not None and r.duplicate_of:
-                stats.duplicates += 1
-            yield r
-    except Exception as e:
-        cause = _model_error(e)
-        if cause is not None:
-            raise cause from e
-        raise
+    for row in ds.iter_rows():
+        d = json.loads(row["record"])
+        if _FATAL in d:
+            from .model import ModelError
+
+            raise ModelError(d[_FATAL])
+        r = ScreenResult.from_dict(d)
+        received += 1
+        root = seen.get(r.sha256) if r.sha256 else None
+        if root is None:
+            if r.sha256 and not r.duplicate_of:
+                seen[r.sha256] = r
+        elif r.path != root.path and r.duplicate_of != root.path:
+            r = _as_duplicate(r, root)
+        if stats is not None and r.duplicate_of:
+            stats.duplicates += 1
+        yield r
     if stats is not None:
         stats.resumed += len(todo) - received  # skipped by the actors: same path, same content
 
-
-def _model_error(e: BaseException) -> BaseException | None:
-    """The ModelError (bad weights) behind a failed actor start, if that is what stopped the run."""
-    from .model import ModelError
-
-    seen = set()
-    while e is not None and id(e) not in seen:
-        seen.add(id(e))
-        if isinstance(e, ModelError):
-            return ModelError(str(e))
-        e = getattr(e, "cause", None) or e.__cause__ or e.__context__
-    return None

@@ -375,7 +375,7 @@ def test_format_table():
     items, results = _case(FOUR + [("r9", 0, 0.2, "b", "")])
     text = format_table(compute_metrics(items, results, 0.5))
     lines = text.splitlines()
-    assert lines[0].split() == ["group", "n", "scored", "AUC", "AP", "EER", "acc"]
+    assert lines[0].split() == ["group", "n", "scored", "AUC", "AP", "EER", "acc", "real~", "fake~"]
     assert lines[2].startswith("overall")
     assert any(line.startswith("source:a") for line in lines)
     assert any(line.startswith("source:b") and " - " in line for line in lines)  # one class -> "-"

@@ -36,31 +36,30 @@ def astronaut_png(media_dir) -> Path:
     return path
 
 
+def animate(photo: Path, out: Path, seconds: int, filters: str, graph: str = "-vf") -> Path:
+    """Render a still photo into an H.264 clip at 25 fps through an ffmpeg filter chain."""
+    ffmpeg("-loop", "1", "-i", str(photo), "-t", str(seconds), "-r", "25", graph, filters + ",format=yuv420p",
+           "-c:v", "libx264", str(out))
+    return out
+
+
 @pytest.fixture(scope="session")
 def face_clip(media_dir, astronaut_png) -> Path:
-    """3 s, 640x480, 25 fps: the face drifts slowly down and back (camera motion)."""
-    path = media_dir / "face.mp4"
-    ffmpeg("-loop", "1", "-i", str(astronaut_png), "-t", "3", "-r", "25", "-vf",
-           "scale=640:640,crop=640:480:0:'40+30*sin(t)',format=yuv420p", "-c:v", "libx264", str(path))
-    return path
+    """3 s, 640x480: the face drifts slowly down and back (camera motion)."""
+    return animate(astronaut_png, media_dir / "face.mp4", 3, "scale=640:640,crop=640:480:0:'40+30*sin(t)'")
 
 
 @pytest.fixture(scope="session")
 def two_face_clip(media_dir, astronaut_png) -> Path:
     """Two people side by side: the photo and a mirrored, tinted copy."""
-    path = media_dir / "two.mp4"
-    ffmpeg("-loop", "1", "-i", str(astronaut_png), "-t", "2", "-r", "25", "-filter_complex",
-           "[0]scale=400:400,split[a][b];[b]hflip,hue=h=20[c];[a][c]hstack,format=yuv420p", "-c:v", "libx264",
-           str(path))
-    return path
+    return animate(astronaut_png, media_dir / "two.mp4", 2,
+                   "[0]scale=400:400,split[a][b];[b]hflip,hue=h=20[c];[a][c]hstack", "-filter_complex")
 
 
 @pytest.fixture(scope="session")
 def rotated_clip(media_dir, astronaut_png) -> Path:
     """Stored sideways with a 90-degree display rotation: upright only if rotation is applied."""
-    raw = media_dir / "sideways.mp4"
-    ffmpeg("-loop", "1", "-i", str(astronaut_png), "-t", "2", "-r", "25", "-vf",
-           "scale=480:480,pad=640:480:80:0,transpose=1,format=yuv420p", "-c:v", "libx264", str(raw))
+    raw = animate(astronaut_png, media_dir / "sideways.mp4", 2, "scale=480:480,pad=640:480:80:0,transpose=1")
     path = media_dir / "rotated.mp4"
     ffmpeg("-i", str(raw), "-c", "copy", "-metadata:s:v", "rotate=90", str(path))
     return path

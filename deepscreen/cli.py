@@ -103,14 +103,18 @@ def _read_list(source: str) -> Iterator[str]:
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Seconds allowed per video; ffmpeg is killed and the record says 'timeout'.")
 @click.option("--recursive/--no-recursive", default=True, show_default=True, help="Walk sub-folders.")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: this machine; ray: a Ray cluster (pip install 'deepscreen[ray]'; files on shared storage).")
+@click.option("--ray-address", default=None, metavar="ADDR",
+              help="With --engine ray: 'auto', HOST:6379 or ray://HOST:10001 [default: $RAY_ADDRESS, else local].")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False), default=None,
               help="Also write a self-contained HTML evidence report for a reviewer.")
 @click.option("--fail-on-fake", is_flag=True, help="Exit 1 when any video is flagged fake.")
 @click.pass_context
 def scan(ctx: click.Context, paths: tuple[str, ...], from_list: str | None, output: str, fmt: str | None,
          resume: bool, frames: int, fps: float | None, threshold: float | None, device: str, weights: str | None,
-         batch_size: int, workers: int, timeout: float | None, recursive: bool, report_path: str | None,
-         fail_on_fake: bool) -> None:
+         batch_size: int, workers: int, timeout: float | None, recursive: bool, engine: str, ray_address: str | None,
+         report_path: str | None, fail_on_fake: bool) -> None:
     """Screen videos (files or folders) and write one record per video."""
     if not paths and not from_list:
         raise click.UsageError("give at least one PATH or --from-list")
@@ -118,14 +122,28 @@ def scan(ctx: click.Context, paths: tuple[str, ...], from_list: str | None, outp
     fmt = fmt or ("csv" if output.endswith(".csv") else "jsonl")
     if resume and (to_stdout or fmt != "jsonl"):
         raise click.UsageError("--resume needs a JSON lines output file")
-    from .screener import Screener  # torch and friends load only once options are valid
+    if ray_address and engine != "ray":
+        raise click.UsageError("--ray-address needs --engine ray")
+    if report_path and engine == "ray":
+        raise click.UsageError("--report needs the local engine (the face crops stay on the Ray workers)")
+    from .screener import RunStats, Screener  # torch and friends load only once options are valid
 
-    try:
-        screener = Screener(weights=weights, device=device, frames=frames, fps=fps, threshold=threshold,
-                            batch_size=batch_size, workers=workers, timeout=timeout,
-                            keep_evidence=report_path is not None)
-    except ModelError as e:
-        raise click.UsageError(str(e)) from e
+    options = dict(weights=weights, device=device, frames=frames, fps=fps, threshold=threshold,
+                   batch_size=batch_size, workers=workers, timeout=timeout)
+    run_stats = RunStats()
+    if engine == "ray":
+        from .ray_engine import RayEngineError, screen_with_ray
+
+        def screen(inputs, previous):
+            return screen_with_ray(inputs, options, address=ray_address, previous=previous, stats=run_stats)
+
+        setup_errors: tuple[type[Exception], ...] = (ModelError, RayEngineError)  # raised at the first record
+    else:
+        try:
+            screener = Screener(**options, keep_evidence=report_path is not None)
+        except ModelError as e:
+            raise click.UsageError(str(e)) from e
+        screen, setup_errors = screener.screen_many, ()
     previous: list[ScreenResult] = []
     if to_stdout:
         fh = sys.stdout
@@ -140,22 +158,29 @@ def scan(ctx: click.Context, paths: tuple[str, ...], from_list: str | None, outp
     writer = ResultWriter(fh, fmt)
     progress = _progress()
     try:
-        for result in screener.screen_many(inputs, previous):
+        for result in screen(inputs, previous):
             writer.write(result)
             results.append(result)
             _log_result(result)
             progress.set_postfix_str(os.path.basename(result.path)[-30:], refresh=False)
             progress.update()
+    except setup_errors as e:
+        raise click.UsageError(str(e)) from e
     finally:
         progress.close()
         if not to_stdout:
             fh.close()
+    if engine == "local":
+        run_stats = screener.stats
     if report_path:
         from .report import write_report
 
         write_report(report_path, results, screener.evidence, screener.detector)
     if not ctx.obj["quiet"]:
-        click.echo(summary(results, stats, screener.stats, time.monotonic() - start, output), err=True)
+        click.echo(summary(results, stats, run_stats, time.monotonic() - start, output), err=True)
+        warning = results[0].model.get("warning") if results else None
+        if warning:
+            click.echo(f"note: {warning}", err=True)
     if fail_on_fake and any(r.verdict == "fake" for r in results):
         sys.exit(1)
 
@@ -174,7 +199,7 @@ def _progress():
     return tqdm(unit="video", disable=not sys.stderr.isatty(), file=sys.stderr, dynamic_ncols=True)
 
 
-def summary(results: list[ScreenResult], stats: WalkStats, run: "RunStats", elapsed: float, output: str) -> str:
+def summary(results: list[ScreenResult], stats: WalkStats, run: RunStats, elapsed: float, output: str) -> str:
     """A table a person can read at the end of a scan."""
     rows = [("file", "status", "verdict", "score", "people", "seconds")]
     for r in results:

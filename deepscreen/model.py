@@ -134,8 +134,11 @@ class Detector:
         return cls(model, profile, resolve_device(device), sha256_file(path), batch_size)
 
     def info(self) -> dict:
-        return {"name": self.profile.name, "arch": self.profile.arch, "version": self.profile.version,
+        info = {"name": self.profile.name, "arch": self.profile.arch, "version": self.profile.version,
                 "input_size": self.profile.input_size, "weights_sha256": self.sha256}
+        if self.profile.extra.get("warning"):
+            info["warning"] = self.profile.extra["warning"]
+        return info
 
     def to_tensor(self, crops: list[np.ndarray]) -> torch.Tensor:
         """uint8 HxWx3 crops -> a normalised NCHW float batch on the detector's device."""

@@ -16,12 +16,10 @@ import json
 import logging
 import math
 import os
-from typing import TYPE_CHECKING, Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 from .results import ScreenResult
-
-if TYPE_CHECKING:
-    from .screener import RunStats
+from .screener import RunStats, duplicate_record, recorded_unchanged
 
 log = logging.getLogger("deepscreen")
 
@@ -99,26 +97,9 @@ def _enc_record(r: ScreenResult) -> str:
     return json.dumps(r.to_dict(), ensure_ascii=True)
 
 
-def _as_duplicate(r: ScreenResult, original: ScreenResult) -> ScreenResult:
-    """Like Screener._duplicate: the original's findings under this path, naming the original."""
-    d = original.to_dict()
-    d.update(path=r.path, mtime=r.mtime, duplicate_of=original.path,
-             timings={"hash": r.timings.get("hash", 0.0)},
-             message=f"same content as {original.path}" + (f"; {original.message}" if original.message else ""))
-    return ScreenResult.from_dict(d)
-
-
-def _already_recorded(path: str, recorded: set[tuple]) -> bool:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return False
-    return (path, st.st_size, st.st_mtime) in recorded
-
-
 def screen_with_ray(paths: Iterable[str], screener_kwargs: dict, address: str | None = None,
                     num_actors: int | None = None, batch_size: int = 4, *,
-                    previous: Iterable[ScreenResult] = (), stats: "RunStats | None" = None,
+                    previous: Iterable[ScreenResult] = (), stats: RunStats | None = None,
                     progress: bool = False) -> Iterator[ScreenResult]:
     """Screen `paths` on a Ray cluster; yield one `ScreenResult` per file as it is done, in any order.
 
@@ -134,8 +115,9 @@ def screen_with_ray(paths: Iterable[str], screener_kwargs: dict, address: str | 
     address: a running cluster (`"auto"`, `"ray://head:10001"`, `"10.0.0.1:6379"`); None connects where
         `RAY_ADDRESS` says, else starts a local cluster. Ray is initialised only if it is not already, and is
         left running for later calls.
-    num_actors: Screener actors (default: one per GPU in the cluster, else one per two CPUs). With GPUs (and
-        device "auto" or "cuda") each actor holds one GPU and runs on "cuda"; else actors run on the CPU.
+    num_actors: Screener actors (default: one per GPU in the cluster, else one per two CPUs; never more than
+        there are batches). With GPUs (and device "auto" or "cuda") each actor holds one GPU (a share of one
+        when num_actors exceeds the GPUs) and runs on "cuda"; else actors run on the CPU, one CPU reserved each.
     batch_size: paths handed to an actor at a time (small batches balance load and stream records sooner).
     previous: records of an earlier run (resume), as for `screen_many`: files already recorded are skipped.
     stats: a `RunStats` to fill in (resumed and duplicate counts), like `Screener.stats`.
@@ -159,7 +141,7 @@ def screen_with_ray(paths: Iterable[str], screener_kwargs: dict, address: str | 
     todo: list[str] = []
     skipped = 0
     for p in paths:
-        if recorded and _already_recorded(p, recorded):  # resume's fast path, without touching the cluster
+        if recorded and recorded_unchanged(p, recorded):  # resume's fast path, without touching the cluster
             skipped += 1
         else:
             todo.append(p)
@@ -184,18 +166,17 @@ def screen_with_ray(paths: Iterable[str], screener_kwargs: dict, address: str | 
     if device.startswith("cuda") and gpus == 0:
         raise RayEngineError("device cuda asked for, but the Ray cluster has no GPU")
     use_gpu = device.startswith("cuda") or (device == "auto" and gpus > 0)
+    n = num_actors or (gpus if use_gpu else max(1, cpus // 2))
+    n = max(1, min(n, math.ceil(len(todo) / batch_size)))  # no idle actors holding models
     if use_gpu:
         kwargs["device"] = "cuda"  # each actor sees only the GPU Ray gave it
-        n = num_actors or gpus
-        remote_args: dict[str, Any] = {"num_gpus": 1}
+        remote_args: dict[str, Any] = {"num_gpus": min(1.0, gpus / n)}  # more actors than GPUs: they share
         torch_threads = None
     else:
         kwargs["device"] = "cpu"
-        n = num_actors or max(1, cpus // 2)
         # One reserved CPU per actor; the node's other cores go to its ffmpeg decoders and extra torch threads.
         remote_args = {"num_cpus": min(1.0, cpus / n)}
         torch_threads = max(1, cpus // n - 1)
-    n = max(1, min(n, math.ceil(len(todo) / batch_size)))
     previous_ref = [ray.put([r.to_dict() for r in previous])] if previous else None
 
     ctx = ray.data.DataContext.get_current()
@@ -232,7 +213,7 @@ def screen_with_ray(paths: Iterable[str], screener_kwargs: dict, address: str | 
             if r.sha256 and not r.duplicate_of:
                 seen[r.sha256] = r
         elif r.path != root.path and r.duplicate_of != root.path:
-            r = _as_duplicate(r, root)
+            r = duplicate_record(root, r.path, r.mtime, r.timings.get("hash", 0.0))
         if stats is not None and r.duplicate_of:
             stats.duplicates += 1
         yield r

@@ -15,7 +15,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator
+from typing import Container, Iterable, Iterator
 
 import torch
 
@@ -50,6 +50,23 @@ class _Decoded:
 class RunStats:
     resumed: int = 0  # files skipped because their record is already in the output
     duplicates: int = 0  # files whose content was already screened in this run or a previous one
+
+
+def recorded_unchanged(path: str, recorded: Container[tuple]) -> bool:
+    """Resume's fast path: same path, size and mtime as a previous record, so no need to hash."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    return (path, st.st_size, st.st_mtime) in recorded
+
+
+def duplicate_record(original: ScreenResult, path: str, mtime: float | None, hash_s: float) -> ScreenResult:
+    """A copy's record: the original's findings under the copy's path, naming the original."""
+    d = original.to_dict()
+    d.update(path=path, mtime=mtime, duplicate_of=original.path, timings={"hash": round(hash_s, 4)},
+             message=f"same content as {original.path}" + (f"; {original.message}" if original.message else ""))
+    return ScreenResult.from_dict(d)
 
 
 def _check_file(path: str) -> tuple[int, str] | ScreenResult:
@@ -131,7 +148,7 @@ class Screener:
                 except StopIteration:
                     exhausted = True
                     break
-                if self._already_recorded(path):
+                if recorded_unchanged(path, self._recorded):
                     self.stats.resumed += 1
                     continue
                 last = self._start_decode(path, last)
@@ -144,14 +161,6 @@ class Screener:
                 self.stats.resumed += 1
                 continue
             yield result
-
-    def _already_recorded(self, path: str) -> bool:
-        """Resume's fast path: same path, size and mtime as a previous record, so no need to hash."""
-        try:
-            st = os.stat(path)
-        except OSError:
-            return False
-        return (path, st.st_size, st.st_mtime) in self._recorded
 
     # -- stages -----------------------------------------------------------------------------------------
 
@@ -208,21 +217,14 @@ class Screener:
             job.claimed.set()
             job.frames.put(_END)
 
-    def _duplicate(self, job: _Decoded, original: ScreenResult) -> ScreenResult:
-        """A copy's record: the original's findings under the copy's path, naming the original."""
-        self.stats.duplicates += 1
-        d = original.to_dict()
-        d.update(path=job.path, mtime=job.result.mtime, duplicate_of=original.path,
-                 timings={"hash": round(job.timings.get("hash", 0.0), 4)},
-                 message=f"same content as {original.path}" + (f"; {original.message}" if original.message else ""))
-        return ScreenResult.from_dict(d)
-
     def _finish(self, job: _Decoded) -> ScreenResult:
         """Main thread: detect faces as frames arrive, then score, aggregate and fill the record."""
         job.claimed.wait()
         if job.same_as or job.copy_of:
             job.frames.get()  # the worker's end marker: it decoded nothing
-            return self._duplicate(job, job.same_as or job.copy_of.final)
+            self.stats.duplicates += 1
+            return duplicate_record(job.same_as or job.copy_of.final, job.path, job.result.mtime,
+                                    job.timings.get("hash", 0.0))
         faces: list[Face] = []
         sampled, with_faces, scale = 0, 0, 1.0
         detect_s = 0.0

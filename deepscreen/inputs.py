@@ -50,24 +50,41 @@ def _walk(top: str, recursive: bool, stats: WalkStats) -> Iterator[str]:
     while pending:
         folder = pending.pop()
         subfolders: list[str] = []
-        try:
-            with os.scandir(folder) as listing:
-                head = list(itertools.islice(listing, SORTED_UP_TO + 1))
-                if len(head) <= SORTED_UP_TO:
-                    entries = sorted(head, key=lambda e: e.name)
-                else:
-                    entries = itertools.chain(head, listing)
-                for entry in entries:
-                    if is_video_name(entry.name):
-                        yield entry.path
-                    elif _is_real_dir(entry):
-                        subfolders.append(entry.name)
-                    else:
-                        stats.skipped += 1
-        except OSError:  # cannot open the folder, or reading it failed part way
-            stats.unreadable_dirs += 1
+        for entry in _entries(folder, stats):
+            if is_video_name(entry.name):
+                yield entry.path
+            elif _is_real_dir(entry):
+                subfolders.append(entry.name)
+            else:
+                stats.skipped += 1
         if recursive:
             pending.extend(os.path.join(folder, name) for name in sorted(subfolders, reverse=True))
+
+
+def _entries(folder: str, stats: WalkStats) -> Iterator[os.DirEntry]:
+    """A folder's entries: sorted by name when it is small, else as listed. A folder that cannot be opened, or
+    whose listing fails part way, is counted once in `stats.unreadable_dirs`; what was read still counts."""
+    try:
+        listing = os.scandir(folder)
+    except OSError:
+        stats.unreadable_dirs += 1
+        return
+    with listing:
+        head: list[os.DirEntry] = []
+        try:
+            head.extend(itertools.islice(listing, SORTED_UP_TO + 1))
+        except OSError:
+            stats.unreadable_dirs += 1
+            yield from sorted(head, key=lambda e: e.name)
+            return
+        if len(head) <= SORTED_UP_TO:
+            yield from sorted(head, key=lambda e: e.name)
+            return
+        yield from head
+        try:
+            yield from listing
+        except OSError:
+            stats.unreadable_dirs += 1
 
 
 def _is_real_dir(entry: os.DirEntry) -> bool:

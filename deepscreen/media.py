@@ -17,7 +17,6 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Iterator
 
-import ffmpeg
 import numpy as np
 
 FFMPEG = "ffmpeg"
@@ -87,6 +86,32 @@ class Frame:
 
 
 INPUT_OPTIONS = {"protocol_whitelist": "file", "format_whitelist": DEMUXERS}
+
+
+def _ffmpeg_input(path: str, loglevel: str = "error", seek: float | None = None) -> list[str]:
+    """ffmpeg's arguments up to and including the one input, opened as a plain file in an accepted container.
+
+    Built by hand rather than with ffmpeg-python, which hashes its graph as UTF-8 and so cannot take a file
+    name that is not (a Linux name is bytes: os.fsdecode gives it lone surrogates, os.fsencode gives it back).
+    """
+    args = [FFMPEG, "-nostdin", "-nostats", "-hide_banner", "-loglevel", loglevel]
+    for key, value in INPUT_OPTIONS.items():
+        args += [f"-{key}", value]
+    if seek is not None:
+        args += ["-ss", f"{seek:.4f}"]
+    return args + ["-i", "file:" + path]
+
+
+def _video_label(info: "VideoInfo") -> str:
+    """The filtergraph input for the probed stream (ffmpeg's first video stream if the index is unknown)."""
+    return f"[0:{info.stream_index}]" if info.stream_index >= 0 else "[0:v:0]"
+
+
+def _escape(filter_arg: str) -> str:
+    return filter_arg.replace("\\", "\\\\").replace("'", "\\'").replace(",", "\\,").replace(":", "\\:")
+
+
+RAW_OUT = ["-f", "rawvideo", "-pix_fmt", "rgb24", "-an", "-sn", "-dn", "-y", "pipe:"]
 
 
 def _run(args: list[str], timeout: float | None) -> subprocess.CompletedProcess:
@@ -337,11 +362,6 @@ def _onto_frames(info: VideoInfo, times: list[float]) -> list[float]:
     return out
 
 
-def _video_input(path: str, info: VideoInfo, **options):
-    node = ffmpeg.input("file:" + path, **options, **INPUT_OPTIONS)
-    return node[str(info.stream_index)] if info.stream_index >= 0 else node.video
-
-
 def _read_by_selecting(path: str, info: VideoInfo, times: list[float], size: tuple[int, int],
                        deadline: float | None) -> Iterator[tuple[float, np.ndarray]]:
     shown: list[float] = []
@@ -352,13 +372,10 @@ def _read_by_selecting(path: str, info: VideoInfo, times: list[float], size: tup
             shown.append(float(m.group(1)))
 
     start = info.start_time
-    stream = (_video_input(path, info)
-              .filter("select", _select_expr([start + t for t in times]))
-              .filter("showinfo")
-              .filter("scale", size[0], size[1])
-              .output("pipe:", format="rawvideo", pix_fmt="rgb24", vsync="passthrough", an=None, sn=None))
-    args = stream.compile(cmd=FFMPEG, overwrite_output=True)
-    args[1:1] = ["-nostdin", "-nostats", "-hide_banner", "-loglevel", "info"]
+    graph = (f"{_video_label(info)}select={_escape(_select_expr([start + t for t in times]))},showinfo,"
+             f"scale={size[0]}:{size[1]}[out]")
+    args = [*_ffmpeg_input(path, "info"), "-filter_complex", graph, "-map", "[out]", "-vsync", "passthrough",
+            *RAW_OUT]
     for i, image in enumerate(_pipe_frames(args, path, size, deadline, on_line)):
         # showinfo prints a frame's line before the frame reaches the pipe; wait briefly if the stderr
         # thread lags, and fall back to the target time if the line never comes.
@@ -372,21 +389,29 @@ def _read_by_selecting(path: str, info: VideoInfo, times: list[float], size: tup
 
 def _read_by_seeking(path: str, info: VideoInfo, times: list[float], size: tuple[int, int],
                      deadline: float | None) -> Iterator[tuple[float, np.ndarray]]:
+    failure, count = None, 0
     for t in times:
-        stream = (_video_input(path, info, ss=f"{info.start_time + t:.4f}")
-                  .filter("scale", size[0], size[1])
-                  .output("pipe:", format="rawvideo", pix_fmt="rgb24", vframes=1, an=None, sn=None))
-        args = stream.compile(cmd=FFMPEG, overwrite_output=True)
-        args[1:1] = ["-nostdin", "-nostats", "-hide_banner", "-loglevel", "error"]
-        for image in _pipe_frames(args, path, size, deadline):
-            yield t, image
+        graph = f"{_video_label(info)}scale={size[0]}:{size[1]}[out]"
+        args = [*_ffmpeg_input(path, seek=info.start_time + t), "-filter_complex", graph, "-map", "[out]",
+                "-frames:v", "1", *RAW_OUT]
+        try:
+            for image in _pipe_frames(args, path, size, deadline):
+                count += 1
+                yield t, image
+        except MediaError as e:  # one damaged stretch (a cut tail, say) costs its frame, not the video
+            if e.status != "decode_error":
+                raise
+            failure = failure or e
+    if count == 0 and failure:
+        raise failure
 
 
 def transcode(src: str, dst: str, timeout: float | None = 600, **options: str) -> None:
     """Re-encode a video (video only) with ffmpeg output options, e.g. to make low-quality training variants."""
-    stream = ffmpeg.input("file:" + src, **INPUT_OPTIONS).video.output("file:" + dst, **options)
-    args = stream.compile(cmd=FFMPEG, overwrite_output=True)
-    args[1:1] = ["-nostdin", "-nostats", "-hide_banner", "-loglevel", "error"]
+    args = [*_ffmpeg_input(src), "-map", "0:v"]
+    for key, value in options.items():  # as ffmpeg-python spelled keyword options: -key value, or -key for None
+        args += [f"-{key}"] + ([] if value is None else [str(value)])
+    args += ["file:" + dst, "-y"]
     proc = _run(args, timeout)
     if proc.returncode != 0:
         raise MediaError("decode_error", f"ffmpeg: {_last_error_line(_without_path(proc.stderr, src))}")

@@ -60,6 +60,8 @@ class FaceFinder:
             return []
         h, w = images[0].shape[:2]
         scale = self.detection_scale(w, h)
+        if min(h, w) < self.min_face:  # no face we would keep fits (and MTCNN fails below its 12 px cell)
+            return [[] for _ in images]
         out: list[list[Face]] = []
         for start in range(0, len(images), self.batch_size):
             chunk = images[start:start + self.batch_size]

@@ -68,7 +68,9 @@ def result_to_row(result: ScreenResult) -> dict[str, str]:
     """Flatten a record for CSV: nested fields become JSON text so a round trip loses nothing."""
     row = {}
     for k, v in result.to_dict().items():
-        row[k] = json.dumps(v, separators=(",", ":")) if k in _NESTED else ("" if v is None else str(v))
+        text = json.dumps(v, separators=(",", ":")) if k in _NESTED else ("" if v is None else str(v))
+        # a name that is not valid UTF-8 is written with backslash escapes (CSV has no lossless way)
+        row[k] = text.encode("utf-8", "backslashreplace").decode("utf-8")
     return row
 
 
@@ -101,7 +103,8 @@ class ResultWriter:
 
     def write(self, result: ScreenResult) -> None:
         if self.fmt == "jsonl":
-            self.stream.write(json.dumps(result.to_dict(), ensure_ascii=False) + "\n")
+            # ASCII escapes keep every path exact, including names that are not valid UTF-8 (lone surrogates).
+            self.stream.write(json.dumps(result.to_dict()) + "\n")
         else:
             self._write_csv_row(result_to_row(result))
         self.stream.flush()

@@ -243,6 +243,7 @@ class Screener:
             detect_s += time.monotonic() - t0
 
         error = None
+        ended = False
         try:
             while (frame := job.frames.get()) is not _END:
                 sampled += 1
@@ -251,11 +252,12 @@ class Screener:
                 if len(batch) >= self.faces.batch_size:
                     detect(batch)
                     batch = []
+            ended = True
             if batch:
                 detect(batch)
         except Exception as e:  # noqa: BLE001 - one bad file must not stop the batch
             error = e
-            while job.frames.get() is not _END:  # let the worker finish; its frames are of no use now
+            while not ended and job.frames.get() is not _END:  # let the worker finish; its frames are useless now
                 pass
         result = job.result  # read only now: the worker may have replaced it
         if error is not None:

@@ -17,7 +17,6 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Container, Iterable, Iterator
 
-import torch
 
 from . import __version__, media
 from .aggregate import build_tracks, video_score
@@ -111,9 +110,6 @@ class Screener:
         self.timeout = timeout
         self.keep_evidence = keep_evidence
         self.evidence: dict[str, list[Evidence]] = {}  # flagged videos' top face crops, for the HTML report
-        if self.device.type == "cpu":
-            # Leave a core's worth of time to the ffmpeg decoders running alongside the models.
-            torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
 
     # -- public API -------------------------------------------------------------------------------------
 

@@ -212,11 +212,15 @@ def summary(results: list[ScreenResult], stats: WalkStats, run: RunStats, elapse
     lines.append("")
     lines.append(f"{len(results)} videos in {elapsed:.1f} s: {counts['fake']} fake, {counts['real']} real, "
                  f"{counts['unknown']} unknown; {stats.skipped} non-video files skipped; "
-                 f"{run.duplicates} duplicates; {run.resumed} already done. Results: {output}")
+                 f"{run.duplicates} duplicates; {run.resumed} already done"
+                 + (f"; {stats.unreadable_dirs} folders could not be read" if stats.unreadable_dirs else "")
+                 + f". Results: {output}")
     return "\n".join(lines)
 
 
 def _short(path: str, width: int = 48) -> str:
+    """A path fit for one table cell: control characters and undecodable bytes escaped, long ones cut."""
+    path = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in path)
     return path if len(path) <= width else "..." + path[-(width - 3):]
 
 

@@ -10,6 +10,7 @@ must go in name order). Sub-folders come after their parent's files, in name ord
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 from dataclasses import dataclass
 from typing import Iterable, Iterator
@@ -17,6 +18,8 @@ from typing import Iterable, Iterator
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".m4v", ".wmv", ".flv", ".ts",
                     ".3gp", ".mts", ".m2ts", ".ogv", ".gif")
 SORTED_UP_TO = 4096  # entries; a bigger folder streams in file system order
+
+log = logging.getLogger("deepscreen.inputs")
 
 
 @dataclass
@@ -66,15 +69,15 @@ def _entries(folder: str, stats: WalkStats) -> Iterator[os.DirEntry]:
     whose listing fails part way, is counted once in `stats.unreadable_dirs`; what was read still counts."""
     try:
         listing = os.scandir(folder)
-    except OSError:
-        stats.unreadable_dirs += 1
+    except OSError as e:
+        _unreadable(folder, e, stats)
         return
     with listing:
         head: list[os.DirEntry] = []
         try:
             head.extend(itertools.islice(listing, SORTED_UP_TO + 1))
-        except OSError:
-            stats.unreadable_dirs += 1
+        except OSError as e:
+            _unreadable(folder, e, stats)
             yield from sorted(head, key=lambda e: e.name)
             return
         if len(head) <= SORTED_UP_TO:
@@ -83,8 +86,14 @@ def _entries(folder: str, stats: WalkStats) -> Iterator[os.DirEntry]:
         yield from head
         try:
             yield from listing
-        except OSError:
-            stats.unreadable_dirs += 1
+        except OSError as e:
+            _unreadable(folder, e, stats)
+
+
+def _unreadable(folder: str, error: OSError, stats: WalkStats) -> None:
+    stats.unreadable_dirs += 1
+    reason = (error.strerror or str(error)).lower()
+    log.warning("cannot read folder %r: %s; videos in it get no record", folder, reason)
 
 
 def _is_real_dir(entry: os.DirEntry) -> bool:

@@ -4,10 +4,11 @@
                                          [--workdir DIR] [--long-minutes 10] [--json OUT]
 
 The set: N clips of `--seconds`, alternating 1280x720 and 1920x1080, 30 fps, H.264 (veryfast, CRF 23, a
-keyframe every 2 s, light temporal noise so the bitrate is camera-like), each a virtual camera panning over
-scikit-image's public-domain astronaut photo; zoom, pan, hue and saturation differ per clip, so no two clips
-have the same content (deepscreen would screen a copy only once). Clips are cached in the workdir (default
-cache/benchmark/) under names that carry every rendering setting, so reruns skip generation.
+keyframe every 2 s, temporal grain so the bitrate is camera-like: ~2 Mbit/s at 720p, ~5 at 1080p), each a
+virtual camera panning over scikit-image's public-domain astronaut photo; zoom, pan, hue and saturation differ
+per clip, so no two clips have the same content (deepscreen would screen a copy only once). Clips are cached
+in the workdir (default cache/benchmark/) under names that carry every rendering setting, so reruns skip
+generation.
 
 Phases, each in its own subprocess so that peak RSS is per phase: the phase's ru_maxrss (RUSAGE_SELF) plus the most
 RSS its ffmpeg/ffprobe children held at once, sampled from /proc every 20 ms. (RUSAGE_CHILDREN's ru_maxrss is kept in
@@ -24,8 +25,8 @@ torch: each phase process would inherit its RSS as a floor.)
   so it costs nothing to make) against that 10-s reference clip alone.
 Wall times count the work only; loading models and importing torch are reported as setup_s.
 
-A tiny smoke run (what tests/test_benchmark_script.py does, in seconds):
-    .venv/bin/python scripts/benchmark.py --clips 2 --seconds 2 --frames 4 --long-minutes 0.2 --naive-clips 2
+A smoke run (tests/test_benchmark_script.py goes smaller still, with --sizes and a tiny detector):
+    .venv/bin/python scripts/benchmark.py --clips 2 --seconds 2 --long-minutes 0.2 --workdir /tmp/dsbench
 """
 from __future__ import annotations
 
@@ -52,7 +53,7 @@ FPS = 30
 GOP_S = 2
 SIZES = "1280x720,1920x1080"
 LONG_SIZE = "1280x720"
-PRESET, CRF, NOISE = "veryfast", 23, 14  # NOISE 14: ~2.7 Mbit/s at 1080p, ~1 at 720p
+PRESET, CRF, NOISE = "veryfast", 23, 14  # grain 14: ~2 Mbit/s at 720p, ~5 at 1080p (3: 0.3 Mbit/s, unrealistic)
 RENDER_VERSION = 1  # bump when the rendering below changes: cached clips carry it in their names
 STAGES = ("hash", "probe", "decode", "detect", "score", "total")
 TARGETS = {"c_over_a": 1.5, "b_over_c": 5.0, "long_rss_ratio": 1.2}
@@ -323,7 +324,7 @@ def phase_deepscreen(spec: dict) -> dict:
 
     t_setup = time.monotonic()
     screener = Screener(weights=spec["weights"], device="cpu", frames=spec["frames"])
-    if spec.get("torch_threads"):  # a what-if: Screener itself sets cores - 1 on CPU
+    if spec.get("torch_threads"):  # a what-if, set after Screener (which may choose its own)
         torch.set_num_threads(spec["torch_threads"])
     setup = time.monotonic() - t_setup
     t0 = time.monotonic()
@@ -439,8 +440,9 @@ def report(out: dict) -> None:
     print("\nMachine")
     print(f"  CPU: {m['cpu']}; cores: {m['cores']} ({m['cores_usable']} usable); load average at start: "
           f"{' '.join(map(str, m['load_avg_at_start']))}")
-    print(f"  python {m['python']}, torch {m['torch']} ({m['torch_threads_default']} threads by default; the deepscreen "
-          f"phases ran with {out['phases']['c_deepscreen'].get('torch_threads')}), {m['ffmpeg'].split(' ')[0]} ffmpeg")
+    print(f"  python {m['python']}, torch {m['torch']} ({m['torch_threads_default']} threads by default; the "
+          f"deepscreen phases ran with {out['phases']['c_deepscreen'].get('torch_threads')}), "
+          f"ffmpeg {m['ffmpeg'].split(' ')[0]}")
     busy = m["load_avg_at_start"][0]
     if busy > 0.5 * m["cores_usable"]:
         print(f"  WARNING: the machine was busy when this started (1-min load {busy} on {m['cores_usable']} cores): "
@@ -483,8 +485,9 @@ def report(out: dict) -> None:
               f"{'ok' if r['b_over_c'] >= TARGETS['b_over_c'] else 'MISSED'}")
 
     st = out["deepscreen_stages"]
-    print(f"\ndeepscreen mean seconds per video by stage ({st['videos']} ok record(s); decode runs on worker threads "
-          f"and overlaps detect/score, so the stages add up to more than the wall time per video)")
+    print(f"\ndeepscreen mean seconds per video by stage ({st['videos']} ok record(s)); decode runs on worker threads\n"
+          f"and overlaps detect/score, so the stages add up to more than the wall time per video, and it also counts\n"
+          f"the time its worker waited on the full frame queue")
     print("  " + "".join(f"{k:>9}" for k in STAGES))
     print("  " + "".join(f"{_fmt(st['mean_s'].get(k), '.3f'):>9}" for k in STAGES))
     print(f"  models (detect + score) busy {_fmt(st['model_share_of_wall'], '.0%')} of the wall time; "

@@ -23,6 +23,7 @@ PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 extra=""; [ "$TEST" = 1 ] && extra="[test]"
 stamp=.venv/.deepscreen-installed$extra
+[ "$TEST" = 0 ] && [ -f "$stamp[test]" ] && stamp="$stamp[test]"  # a test install has everything a plain one has
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ scripts/bootstrap.sh -nt "$stamp" ]; then
     echo "bootstrap: installing Python packages into .venv (first time: a few minutes)" >&2
     .venv/bin/pip install -q --disable-pip-version-check torch==2.14.1 torchvision==0.29.1

@@ -1,8 +1,10 @@
 """Clips the tests render themselves with real ffmpeg, from scikit-image's public-domain astronaut photo."""
 from __future__ import annotations
 
+import http.server
 import shutil
 import subprocess
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -70,6 +72,28 @@ def no_face_clip(media_dir) -> Path:
     path = media_dir / "noface.mp4"
     ffmpeg("-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25", "-t", "2", "-pix_fmt", "yuv420p", str(path))
     return path
+
+
+@pytest.fixture(scope="module")
+def http_hits():
+    """A local HTTP server that records every request: (port, hits). Nothing deepscreen does may reach it."""
+    hits: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            hits.append(self.path)
+            self.send_response(404)
+            self.end_headers()
+
+        do_HEAD = do_POST = do_GET  # noqa: N815
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server.server_address[1], hits
+    server.shutdown()
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,6 @@ streamed, unreadable folders counted, symlink loops harmless.
 from __future__ import annotations
 
 import collections
-import http.server
 import importlib.util
 import json
 import os
@@ -32,28 +31,6 @@ _spec.loader.exec_module(bad)
 NON_UTF8 = os.fsdecode(bad.NON_UTF8)  # 'caf\udce9 ...': a lone surrogate stands for the byte 0xe9
 TINY = ("1x1.mp4", "2x2.mp4", "long-10min-16x16.mp4")
 SCAN_LIMIT_S = 900  # the scan takes ~15 s on 2 idle cores; past this it hangs, and the test says so
-
-
-@pytest.fixture(scope="module")
-def http_hits():
-    """A local server that records every request; nothing in a scan may ever reach it."""
-    hits: list[str] = []
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
-            hits.append(self.path)
-            self.send_response(404)
-            self.end_headers()
-
-        do_HEAD = do_POST = do_GET  # noqa: N815
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield server.server_address[1], hits
-    server.shutdown()
 
 
 @pytest.fixture(scope="module")

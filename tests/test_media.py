@@ -1,9 +1,7 @@
 """Probe and sample with real ffprobe/ffmpeg on rendered clips."""
 from __future__ import annotations
 
-import http.server
 import shutil
-import threading
 
 import numpy as np
 import pytest
@@ -77,28 +75,8 @@ def test_names_that_look_like_options_or_urls_are_just_names(face_clip, media_di
         assert media.probe(str(target)).frame_count == 75
 
 
-@pytest.fixture()
-def http_server():
-    """A local server that records every request; deepscreen must never make one."""
-    hits: list[str] = []
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
-            hits.append(self.path)
-            self.send_response(404)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield server.server_address[1], hits
-    server.shutdown()
-
-
-def test_playlists_and_concat_lists_are_refused(media_dir, face_clip, http_server):
-    port, hits = http_server
+def test_playlists_and_concat_lists_are_refused(media_dir, face_clip, http_hits):
+    port, hits = http_hits
     secret = media_dir / "secret.txt"
     secret.write_text("TOP-SECRET-CONTENT")
     cases = {

@@ -36,14 +36,16 @@ class FaceFinder:
     """Wraps MTCNN. Loaded once per process; `find` takes frames of one size (one video) at a time."""
 
     def __init__(self, device: str | torch.device = "cpu", min_face: int = 40, detect_side: int = 1024,
-                 prob_threshold: float = 0.95, batch_size: int = 16):
+                 prob_threshold: float = 0.95, batch_size: int | None = None):
         from facenet_pytorch import MTCNN  # imported here: it pulls in torchvision, slow to import
 
         self.device = torch.device(device)
         self.min_face = min_face
         self.detect_side = detect_side
         self.prob_threshold = prob_threshold
-        self.batch_size = batch_size
+        # Measured on 2 CPU cores (16 1080p frames): batches of 4 cost 20-30% less CPU and 240 MB less memory
+        # than batches of 16; on a GPU, bigger batches are what keep it busy.
+        self.batch_size = batch_size or (16 if self.device.type == "cuda" else 4)
         self.mtcnn = MTCNN(keep_all=True, select_largest=False, post_process=False, device=self.device,
                            min_face_size=MTCNN_MIN)
 

@@ -201,10 +201,13 @@ class Screener:
             job.info = media.probe(job.path, timeout=self.timeout or 30.0)
             job.timings["probe"] = time.monotonic() - t0
             t0 = time.monotonic()
+            waited = 0.0  # time blocked on a full queue (the models behind) is not decoding time
             times = media.sample_times(job.info, self.frames, self.fps)
             for frame in media.read_frames(job.path, job.info, times, deadline=deadline):
+                t1 = time.monotonic()
                 job.frames.put(frame)
-            job.timings["decode"] = time.monotonic() - t0
+                waited += time.monotonic() - t1
+            job.timings["decode"] = time.monotonic() - t0 - waited
         except media.MediaError as e:
             job.result.status, job.result.message = e.status, e.message
         except Exception as e:  # noqa: BLE001 - one bad file must not stop the batch

@@ -486,8 +486,7 @@ def report(out: dict) -> None:
 
     st = out["deepscreen_stages"]
     print(f"\ndeepscreen mean seconds per video by stage ({st['videos']} ok record(s)); decode runs on worker threads\n"
-          f"and overlaps detect/score, so the stages add up to more than the wall time per video, and it also counts\n"
-          f"the time its worker waited on the full frame queue")
+          f"and overlaps detect/score, so the stages add up to more than the wall time per video")
     print("  " + "".join(f"{k:>9}" for k in STAGES))
     print("  " + "".join(f"{_fmt(st['mean_s'].get(k), '.3f'):>9}" for k in STAGES))
     print(f"  models (detect + score) busy {_fmt(st['model_share_of_wall'], '.0%')} of the wall time; "

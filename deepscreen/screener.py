@@ -292,6 +292,8 @@ class Screener:
         result.deepscreen_version = __version__
         result.timings["total"] = round(sum(result.timings.values()), 4)
         job.final = result
+        if result.sha256 and self._by_hash.get(result.sha256) is job:
+            self._by_hash[result.sha256] = result  # keep the record, free the job
         return result
 
 

@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 import time
+from collections import Counter
 from typing import TYPE_CHECKING, Iterator
 
 import click
@@ -153,14 +154,17 @@ def scan(ctx: click.Context, paths: tuple[str, ...], from_list: str | None, outp
         fh = open(output, "a", encoding="utf-8", newline="")
     stats = WalkStats()
     inputs = iter_inputs(itertools.chain(paths, _read_list(from_list) if from_list else ()), recursive, stats)
-    results: list[ScreenResult] = []
+    tally = Tally()
+    kept: list[ScreenResult] = []  # whole records only for the HTML report; a long run keeps just the tally
     start = time.monotonic()
     writer = ResultWriter(fh, fmt)
     progress = _progress()
     try:
         for result in screen(inputs, previous):
             writer.write(result)
-            results.append(result)
+            tally.add(result)
+            if report_path:
+                kept.append(result)
             _log_result(result)
             progress.set_postfix_str(os.path.basename(result.path)[-30:], refresh=False)
             progress.update()
@@ -175,13 +179,12 @@ def scan(ctx: click.Context, paths: tuple[str, ...], from_list: str | None, outp
     if report_path:
         from .report import write_report
 
-        write_report(report_path, results, screener.evidence, screener.detector)
+        write_report(report_path, kept, screener.evidence, screener.detector)
     if not ctx.obj["quiet"]:
-        click.echo(summary(results, stats, run_stats, time.monotonic() - start, output), err=True)
-        warning = results[0].model.get("warning") if results else None
-        if warning:
-            click.echo(f"note: {warning}", err=True)
-    if fail_on_fake and any(r.verdict == "fake" for r in results):
+        click.echo(summary(tally, stats, run_stats, time.monotonic() - start, output), err=True)
+        if tally.warning:
+            click.echo(f"note: {tally.warning}", err=True)
+    if fail_on_fake and tally.verdicts["fake"]:
         sys.exit(1)
 
 
@@ -199,18 +202,37 @@ def _progress():
     return tqdm(unit="video", disable=not sys.stderr.isatty(), file=sys.stderr, dynamic_ncols=True)
 
 
-def summary(results: list[ScreenResult], stats: WalkStats, run: RunStats, elapsed: float, output: str) -> str:
-    """A table a person can read at the end of a scan."""
-    rows = [("file", "status", "verdict", "score", "people", "seconds")]
-    for r in results:
-        rows.append((_short(r.path), r.status, r.verdict, "" if r.score is None else f"{r.score:.3f}",
-                     str(len(r.tracks)), f"{r.timings.get('total', 0):.1f}"))
+class Tally:
+    """What the end-of-scan summary needs, in memory that stays small however many videos are screened."""
+
+    TABLE_ROWS = 50
+
+    def __init__(self) -> None:
+        self.videos = 0
+        self.verdicts: Counter[str] = Counter()
+        self.rows: list[tuple[str, ...]] = []
+        self.warning = ""
+
+    def add(self, r: ScreenResult) -> None:
+        self.videos += 1
+        self.verdicts[r.verdict] += 1
+        self.warning = self.warning or r.model.get("warning", "")
+        if len(self.rows) < self.TABLE_ROWS:
+            self.rows.append((_short(r.path), r.status, r.verdict, "" if r.score is None else f"{r.score:.3f}",
+                              str(len(r.tracks)), f"{r.timings.get('total', 0):.1f}"))
+
+
+def summary(tally: Tally, stats: WalkStats, run: RunStats, elapsed: float, output: str) -> str:
+    """A table a person can read at the end of a scan (the first rows of a long one), then the counts."""
+    rows = [("file", "status", "verdict", "score", "people", "seconds"), *tally.rows]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    counts = {v: sum(r.verdict == v for r in results) for v in ("fake", "real", "unknown")}
+    if tally.videos > len(tally.rows):
+        lines.append(f"... and {tally.videos - len(tally.rows)} more in {output}")
+    counts = tally.verdicts
     lines.append("")
-    lines.append(f"{len(results)} videos in {elapsed:.1f} s: {counts['fake']} fake, {counts['real']} real, "
+    lines.append(f"{tally.videos} videos in {elapsed:.1f} s: {counts['fake']} fake, {counts['real']} real, "
                  f"{counts['unknown']} unknown; {stats.skipped} non-video files skipped; "
                  f"{run.duplicates} duplicates; {run.resumed} already done"
                  + (f"; {stats.unreadable_dirs} folders could not be read" if stats.unreadable_dirs else "")

@@ -129,3 +129,17 @@ def test_console_script_and_module_entry_points():
             cmd = [exe]
         out = subprocess.run([*cmd, "--version"], capture_output=True, text=True, check=True)
         assert out.stdout.strip().endswith(__import__("deepscreen").__version__)
+
+
+def test_summary_of_a_long_run_shows_the_first_rows_and_all_counts():
+    from deepscreen.cli import Tally, summary
+    from deepscreen.inputs import WalkStats
+    from deepscreen.results import ScreenResult
+    from deepscreen.screener import RunStats
+
+    tally = Tally()
+    for i in range(60):
+        tally.add(ScreenResult(path=f"v{i}.mp4", status="ok", score=0.9, verdict="fake"))
+    text = summary(tally, WalkStats(), RunStats(), 1.0, "out.jsonl")
+    assert len(tally.rows) == Tally.TABLE_ROWS and "v49.mp4" in text and "v50.mp4" not in text
+    assert "... and 10 more in out.jsonl" in text and "60 videos in 1.0 s: 60 fake" in text

@@ -48,6 +48,12 @@ class JsonLogFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
+DETECT_EVERY = click.option(
+    "--detect-every", type=click.IntRange(1, 100), default=4, show_default=True,
+    help="Search whole frames for faces on every Nth sampled frame (and whenever frames are over 1 s apart); "
+         "in between, search only around the faces found. 1: every frame.")
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="deepscreen")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
@@ -101,6 +107,7 @@ def _read_list(source: str) -> Iterator[str]:
               help="Face crops scored per forward pass.")
 @click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True,
               help="Videos hashed, probed and decoded ahead of the models.")
+@DETECT_EVERY
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Seconds allowed per video; ffmpeg is killed and the record says 'timeout'.")
 @click.option("--recursive/--no-recursive", default=True, show_default=True, help="Walk sub-folders.")
@@ -114,8 +121,8 @@ def _read_list(source: str) -> Iterator[str]:
 @click.pass_context
 def scan(ctx: click.Context, paths: tuple[str, ...], from_list: str | None, output: str, fmt: str | None,
          resume: bool, frames: int, fps: float | None, threshold: float | None, device: str, weights: str | None,
-         batch_size: int, workers: int, timeout: float | None, recursive: bool, engine: str, ray_address: str | None,
-         report_path: str | None, fail_on_fake: bool) -> None:
+         batch_size: int, workers: int, detect_every: int, timeout: float | None, recursive: bool, engine: str,
+         ray_address: str | None, report_path: str | None, fail_on_fake: bool) -> None:
     """Screen videos (files or folders) and write one record per video."""
     if not paths and not from_list:
         raise click.UsageError("give at least one PATH or --from-list")
@@ -130,7 +137,7 @@ def scan(ctx: click.Context, paths: tuple[str, ...], from_list: str | None, outp
     from .screener import RunStats, Screener  # torch and friends load only once options are valid
 
     options = dict(weights=weights, device=device, frames=frames, fps=fps, threshold=threshold,
-                   batch_size=batch_size, workers=workers, timeout=timeout)
+                   batch_size=batch_size, workers=workers, detect_every=detect_every, timeout=timeout)
     run_stats = RunStats()
     if engine == "ray":
         from .ray_engine import RayEngineError, screen_with_ray
@@ -264,15 +271,16 @@ Examples:
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--weights", type=click.Path(dir_okay=False), default=None)
 @click.option("--batch-size", type=click.IntRange(1, 1024), default=32, show_default=True)
+@DETECT_EVERY
 def bench(dataset: str, labels: str | None, out_dir: str, frames: int, threshold: float | None, device: str,
-          weights: str | None, batch_size: int) -> None:
+          weights: str | None, batch_size: int, detect_every: int) -> None:
     """Measure detection quality (AUC, AP, EER...) and speed on a labelled DATASET folder."""
     from .bench import format_table, run_bench
     from .screener import Screener
 
     try:
         screener = Screener(weights=weights, device=device, frames=frames, threshold=threshold,
-                            batch_size=batch_size)
+                            batch_size=batch_size, detect_every=detect_every)
     except ModelError as e:
         raise click.UsageError(str(e)) from e
     progress = _progress()

@@ -99,10 +99,11 @@ class Screener:
 
     def __init__(self, weights: str | os.PathLike | None = None, device: str = "auto", frames: int = 32,
                  fps: float | None = None, threshold: float | None = None, batch_size: int = 32,
-                 min_face: int = 40, workers: int = 2, timeout: float | None = None, keep_evidence: bool = False):
+                 min_face: int = 40, detect_every: int = 4, workers: int = 2, timeout: float | None = None,
+                 keep_evidence: bool = False):
         self.device = resolve_device(device)
         self.detector = Detector.load(weights or default_weights(), device=str(self.device), batch_size=batch_size)
-        self.faces = FaceFinder(device=self.device, min_face=min_face)
+        self.faces = FaceFinder(device=self.device, min_face=min_face, detect_every=detect_every)
         self.frames = frames
         self.fps = fps
         self.threshold = self.detector.profile.threshold if threshold is None else threshold
@@ -248,7 +249,7 @@ class Screener:
                 sampled += 1
                 scale = frame.scale
                 batch.append(frame)
-                if len(batch) >= self.faces.batch_size:
+                if len(batch) >= self.faces.chunk:
                     detect(batch)
                     batch = []
             ended = True

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from deepscreen import media
-from deepscreen.faces import Face, FaceFinder, crop_box, crop_face, link_tracks
+from deepscreen.faces import Face, FaceFinder, crop_box, crop_face, iou, link_tracks
 from conftest import ASTRONAUT_FACE, box_inside
 
 
@@ -76,3 +76,42 @@ def test_crop_is_square_and_never_padded():
     assert side == 100 and x0 + side <= 200 and y0 == 0
     crop = crop_face(image, np.array([150, 0, 210, 80]), 0.5, 64)
     assert crop.shape == (64, 64, 3) and crop.min() == 255  # all from the image: no black border
+
+
+@pytest.fixture(scope="module")
+def tracker() -> FaceFinder:
+    return FaceFinder(device="cpu", min_face=40, detect_every=4)
+
+
+def test_frames_between_whole_frame_searches_find_the_same_moving_face(finder, tracker, face_clip):
+    frames = _frames(face_clip, 12)  # 0.25 s apart: searched whole on frames 0, 4 and 8 only
+    images, times = [f.image for f in frames], [f.t for f in frames]
+    full, tracked = finder.find(images, times), tracker.find(images, times)
+    assert all(len(faces) == 1 for faces in tracked)
+    for i, (a, b) in enumerate(zip(full, tracked)):
+        if i % 4 == 0:
+            np.testing.assert_array_equal(a[0].box, b[0].box)
+        assert iou(a[0].box, b[0].box) > 0.8, i
+        assert b[0].t == times[i] and b[0].frame_index == i
+
+
+def test_two_people_are_both_followed_between_searches(tracker, two_face_clip):
+    frames = _frames(two_face_clip, 8)
+    found = tracker.find([f.image for f in frames], [f.t for f in frames])
+    assert all(len(faces) == 2 for faces in found)
+    assert link_tracks(found) == 2
+
+
+def test_frames_far_apart_are_each_searched_whole(finder, tracker, face_clip):
+    images = [f.image for f in _frames(face_clip, 6)]
+    times = [2.0 * i for i in range(6)]  # a long video sampled sparsely: faces may move anywhere
+    full, tracked = finder.find(images, times), tracker.find(images, times)
+    for a, b in zip(full, tracked):
+        np.testing.assert_array_equal(np.array([f.box for f in a]), np.array([f.box for f in b]))
+
+
+def test_a_face_appearing_between_searches_is_found_at_the_next_one(tracker, face_clip):
+    images = [f.image for f in _frames(face_clip, 6)]
+    images[0] = np.full_like(images[0], 128)  # nobody in the first frame
+    found = tracker.find(images, [0.1 * i for i in range(6)])
+    assert [len(faces) for faces in found] == [0, 0, 0, 0, 1, 1]

@@ -122,11 +122,8 @@ class FaceFinder:
             chunk = images[start:start + self.batch_size]
             if scale < 1.0:
                 size = (max(1, round(w * scale)), max(1, round(h * scale)))
-                small = np.stack([cv2.resize(im, size, interpolation=cv2.INTER_AREA) for im in chunk])
-            else:
-                small = np.stack(chunk)
-            with torch.inference_mode():
-                boxes, probs, points = self.mtcnn.detect(small, landmarks=True)
+                chunk = [cv2.resize(im, size, interpolation=cv2.INTER_AREA) for im in chunk]
+            boxes, probs, points = _detect_lifting_shadows(self.mtcnn, chunk, self.prob_threshold)
             for j in range(len(chunk)):
                 found = zip(boxes[j], probs[j], points[j]) if boxes[j] is not None else ()
                 out.append([f for b, p, lm in found if (f := self._keep(b / scale, p, lm / scale))])
@@ -150,9 +147,8 @@ class FaceFinder:
             placed.append((x0, y0, zoom))
         out: list[Face | None] = []
         for start in range(0, len(windows), ROI_BATCH):
-            with torch.inference_mode():
-                found_boxes, probs, points = self.window_mtcnn.detect(np.stack(windows[start:start + ROI_BATCH]),
-                                                                      landmarks=True)
+            found_boxes, probs, points = _detect_lifting_shadows(self.window_mtcnn, windows[start:start + ROI_BATCH],
+                                                                self.prob_threshold)
             for j, (b, p, lm) in enumerate(zip(found_boxes, probs, points)):
                 x0, y0, zoom = placed[start + j]
                 offset = np.array([x0, y0], np.float32)
@@ -164,6 +160,35 @@ class FaceFinder:
                         best = face
                 out.append(best)
         return out
+
+
+def _detect_lifting_shadows(mtcnn, images: list[np.ndarray], keep: float) -> tuple[list, list, list]:
+    """MTCNN on same-sized images; a dark image where it finds no face of probability `keep` is tried again
+    brightened.
+
+    MTCNN misses faces in dim footage: on a dark 1080p DFDC clip it found a face in 2 of 16 frames, 16 of 16
+    brightened. Brightening every dark frame is no cure-all (on a dark, flat, noisy rendering of a test photo it
+    lost the face MTCNN found unaided), so it is a second try only. The detector still scores the untouched pixels.
+    """
+    with torch.inference_mode():
+        boxes, probs, points = (list(x) for x in mtcnn.detect(np.stack(images), landmarks=True))
+    retry = [j for j, b in enumerate(boxes)
+             if (b is None or max(probs[j]) < keep) and lift_shadows(images[j]) is not images[j]]
+    if retry:
+        with torch.inference_mode():
+            again = mtcnn.detect(np.stack([lift_shadows(images[j]) for j in retry]), landmarks=True)
+        for k, j in enumerate(retry):
+            boxes[j], probs[j], points[j] = again[0][k], again[1][k], again[2][k]
+    return boxes, probs, points
+
+
+def lift_shadows(image: np.ndarray, dark: float = 0.35, target: float = 0.45) -> np.ndarray:
+    """Brighten a dark image (mean luminance under `dark`) with a gamma curve; others come back as they are."""
+    mean = float(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).mean()) / 255.0
+    if mean >= dark or mean < 0.02:  # not dark, or black (a fade-out: nothing to lift but noise)
+        return image
+    lut = (255.0 * (np.arange(256) / 255.0) ** (np.log(target) / np.log(mean))).round().astype(np.uint8)
+    return cv2.LUT(image, lut)
 
 
 def crop_box(box: np.ndarray, margin: float, width: int, height: int) -> tuple[int, int, int]:

@@ -20,7 +20,7 @@ torch: each phase process would inherit its RSS as a floor.)
   (b) naive: OpenCV VideoCapture reads every frame, keeps the sampled ones, facenet-pytorch MTCNN(keep_all,
       min_face_size=20) on each at full resolution one at a time, each face crop scored alone by the same
       Detector; run on the first --naive-clips clips (an even number keeps the 720p/1080p mix), compared per video;
-  (c) deepscreen: Screener(weights, device='cpu', frames).screen_many(all clips);
+  (c) deepscreen: Screener(weights, device='cpu', frames, detect_every).screen_many(all clips);
   then deepscreen on one long 1280x720 clip (--long-minutes; the 10-s reference clip looped with stream copy,
   so it costs nothing to make) against that 10-s reference clip alone.
 Wall times count the work only; loading models and importing torch are reported as setup_s.
@@ -323,7 +323,8 @@ def phase_deepscreen(spec: dict) -> dict:
     from deepscreen import Screener, media
 
     t_setup = time.monotonic()
-    screener = Screener(weights=spec["weights"], device="cpu", frames=spec["frames"])
+    screener = Screener(weights=spec["weights"], device="cpu", frames=spec["frames"],
+                        detect_every=spec["detect_every"])
     if spec.get("torch_threads"):  # a what-if, set after Screener (which may choose its own)
         torch.set_num_threads(spec["torch_threads"])
     setup = time.monotonic() - t_setup
@@ -380,7 +381,8 @@ def _child(spec: dict, tmp: Path, name: str) -> None:
 
 
 def run_phase(name: str, kind: str, paths: list[str], args, weights: str, tmp: Path) -> dict:
-    spec = {"kind": kind, "paths": paths, "frames": args.frames, "weights": weights, "workers": 2,
+    spec = {"kind": kind, "paths": paths, "frames": args.frames, "detect_every": args.detect_every,
+            "weights": weights, "workers": 2,
             "torch_threads": args.torch_threads, "out": str(tmp / f"{name}.json")}
     print(f"  {name}: {len(paths)} clip(s) ...", end="", flush=True)
     t0 = time.monotonic()
@@ -449,7 +451,8 @@ def report(out: dict) -> None:
               f"timings are not representative")
     s = out["settings"]
     print(f"  set: {s['clips']} clips x {s['seconds']:g} s ({', '.join(s['sizes'])}, {FPS} fps, H.264 {PRESET} "
-          f"CRF {CRF}, keyframe every {GOP_S} s), {s['frames']} frames sampled per video; weights {s['weights']}")
+          f"CRF {CRF}, keyframe every {GOP_S} s), {s['frames']} frames sampled per video, whole-frame face search "
+          f"on every {s.get('detect_every', 1)}; weights {s['weights']}")
     gen = out["generation"]
     print(f"  generation: {gen['made']} file(s) made in {gen['seconds']:.1f} s ({gen['cached']} cached)")
 
@@ -520,6 +523,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clips", type=int, default=20, help="clips in the set (default 20)")
     ap.add_argument("--seconds", type=float, default=10, help="length of each clip (default 10)")
     ap.add_argument("--frames", type=int, default=32, help="frames sampled per video (default 32)")
+    ap.add_argument("--detect-every", type=int, default=4,
+                    help="deepscreen searches whole frames on every Nth sampled frame (default 4, as scan)")
     ap.add_argument("--weights", help="detector checkpoint (default weights/deepscreen-sbi-mnv2.pt if present, "
                                       "else a random-weight mobilenet_v2 made in the workdir)")
     ap.add_argument("--workdir", default=str(ROOT / "cache" / "benchmark"), help="clip cache (default cache/benchmark)")
@@ -581,6 +586,7 @@ def main(argv: list[str] | None = None) -> int:
 
     out: dict = {"machine": machine, "phases": {},
                  "settings": {"clips": args.clips, "seconds": args.seconds, "frames": args.frames,
+                              "detect_every": args.detect_every,
                               "sizes": [f"{w}x{h}" for w, h in sizes], "fps": FPS, "gop_s": GOP_S, "preset": PRESET,
                               "crf": CRF, "long_minutes": args.long_minutes, "long_size": args.long_size,
                               "naive_clips": min(args.naive_clips, args.clips), "weights": str(weights),

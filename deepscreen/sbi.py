@@ -359,8 +359,6 @@ def degrade(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     Videos to screen are re-encoded, rescaled and noisy.  If only fakes looked
     degraded (the blend does soften the face), the detector would learn
     "low quality = fake"; degrading both classes the same way removes that cue.
-    Sharpening is here too because the pseudo-source is sometimes sharpened:
-    without it a crisp real face (an HD source, a sharpening camera) looks fake.
     With probability 0.2 the image is returned unchanged.
     """
     _check_image(image)
@@ -385,8 +383,6 @@ def degrade(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         img = cv2.resize(small, (w, h), interpolation=interp)
     elif r < 0.55:  # defocus / motion-ish blur
         img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.3, 1.5))
-    elif r < 0.75:  # sharpened delivery (camera, upscaler, editor): sharpness alone must not look fake
-        img = np.clip(np.round(_sharpen(img.astype(np.float32), rng)), 0, 255).astype(np.uint8)
 
     if rng.random() < 0.25:  # sensor noise
         noise = rng.normal(0.0, rng.uniform(1.0, 8.0), size=img.shape)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-__all__ = ["LANDMARK_ORDER", "face_hull_mask", "self_blend", "degrade", "make_pair"]
+__all__ = ["LANDMARK_ORDER", "face_hull_mask", "self_blend", "restage", "degrade", "make_pair"]
 
 #: Order of the five landmarks that every function here expects (MTCNN order),
 #: each as (x, y) in image pixels.
@@ -342,6 +342,48 @@ def self_blend(
 
 
 # --------------------------------------------------------------------------
+# New surroundings (real and fake alike: applied before blending)
+# --------------------------------------------------------------------------
+# A head-and-shoulders region in template units: an ellipse around the head, a trapezoid for neck and
+# shoulders.  The face hull (|x| <= 1.05, -1.05 <= y <= 1.82) lies well inside it.
+_HEAD_CENTRE, _HEAD_AXES = (0.0, 0.35), (1.35, 2.0)
+RESTAGE_P = 0.3  # how often a training pair gets new surroundings
+_BUST = np.array([[-1.0, 1.5], [1.0, 1.5], [25.0, 40.0], [-25.0, 40.0]])  # reaches past the frame
+
+
+def _backdrop(image: np.ndarray, face: float, rng: np.random.Generator) -> np.ndarray:
+    """What lies behind the person: the scene out of focus, or a plain studio backdrop."""
+    h, w = image.shape[:2]
+    if rng.random() < 0.5:
+        return cv2.GaussianBlur(image, (0, 0), rng.uniform(0.15, 0.6) * face).astype(np.float32)
+    colour = rng.uniform(0, 255, size=3)
+    ramp = np.linspace(-1.0, 1.0, h, dtype=np.float32)[:, None, None] * rng.uniform(-25, 25)
+    flat = np.broadcast_to(colour, (h, w, 3)).astype(np.float32) + ramp
+    return flat + rng.normal(0.0, rng.uniform(0.0, 3.0), size=flat.shape).astype(np.float32)
+
+
+def restage(image: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Put the person in front of other surroundings: a blurred scene or a flat backdrop.
+
+    Why: the detector compares the face with what surrounds it.  Trained only on busy backgrounds, it took any
+    face in front of a plain wall (a studio, a newsroom) or a defocused scene for a pasted one.  Applied to the
+    image *before* the self-blend, so real and fake share the new surroundings and differ only by the blend;
+    the head region kept sharp always contains the blending mask.
+    """
+    _check_image(image)
+    lm = _check_landmarks(landmarks)
+    M = _fit_similarity(_ANCHORS, lm)
+    face = float(np.hypot(M[0, 0], M[1, 0]))
+    s = rng.uniform(1.0, 1.3)
+    angles = np.linspace(0, 2 * np.pi, 48, endpoint=False)
+    ellipse = np.column_stack([np.cos(angles), np.sin(angles)]) * np.array(_HEAD_AXES) * s + _HEAD_CENTRE
+    keep = np.maximum(_fill_hull(image.shape[:2], _apply(M, ellipse)), _fill_hull(image.shape[:2], _apply(M, _BUST)))
+    keep = cv2.GaussianBlur(keep, (0, 0), rng.uniform(0.04, 0.15) * face)[..., None]
+    out = image.astype(np.float32) * keep + _backdrop(image, face, rng) * (1.0 - keep)
+    return np.clip(np.round(out), 0, 255).astype(np.uint8)
+
+
+# --------------------------------------------------------------------------
 # Quality augmentation (real and fake alike)
 # --------------------------------------------------------------------------
 def _jpeg(img: np.ndarray, quality: int) -> np.ndarray:
@@ -367,12 +409,15 @@ def degrade(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     img = image
     h, w = img.shape[:2]
 
-    if rng.random() < 0.3:  # mild colour jitter
-        f = img.astype(np.float32)
+    r = rng.random()
+    if r < 0.05:  # black-and-white footage
+        img = np.repeat(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
+    elif r < 0.4:  # white balance, exposure and saturation differ from camera to camera
+        f = img.astype(np.float32) * rng.uniform(0.85, 1.15, size=3).astype(np.float32)
         mean = f.mean()
-        f = (f - mean) * rng.uniform(0.9, 1.1) + mean + rng.uniform(-10, 10)
+        f = (f - mean) * rng.uniform(0.85, 1.15) + mean + rng.uniform(-15, 15)
         grey = f.mean(axis=2, keepdims=True)
-        f = grey + (f - grey) * rng.uniform(0.85, 1.15)
+        f = grey + (f - grey) * rng.uniform(0.6, 1.3)
         img = np.clip(np.round(f), 0, 255).astype(np.uint8)
 
     r = rng.random()
@@ -401,10 +446,13 @@ def make_pair(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Build a (real, fake) training pair from one real face.
 
-    The fake is :func:`self_blend` of the image; both are then passed through
+    Sometimes the face is first given new surroundings (:func:`restage`); the
+    fake is :func:`self_blend` of that image; both are then passed through
     :func:`degrade` with independent draws, so the pair differs only by the
     blend and quality cannot tell the classes apart.
     """
+    if rng.random() < RESTAGE_P:
+        image = restage(image, landmarks, rng)
     fake, _ = self_blend(image, landmarks, rng)
     real = degrade(image, rng)
     fake = degrade(fake, rng)

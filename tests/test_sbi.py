@@ -89,6 +89,20 @@ def test_self_blend_changes_only_masked_pixels(face: np.ndarray, seed: int) -> N
     np.testing.assert_array_equal(out[:, 400:], face[:, 400:])
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_restage_keeps_the_face_and_replaces_the_surroundings(face: np.ndarray, seed: int) -> None:
+    out = sbi.restage(face, ASTRONAUT_LANDMARKS, np.random.default_rng(seed))
+    assert out.dtype == np.uint8 and out.shape == face.shape
+    np.testing.assert_array_equal(out, sbi.restage(face, ASTRONAUT_LANDMARKS, np.random.default_rng(seed)))
+    # Every pixel a blending mask can reach (the widest hull, dilated) keeps its value to within rounding.
+    hull = sbi.face_hull_mask(face.shape[:2], ASTRONAUT_LANDMARKS)
+    reach = cv2.dilate(hull, np.ones((9, 9), np.uint8)) > 0
+    assert np.abs(out[reach].astype(int) - face[reach]).max() <= 1
+    # Far from the face (the flag, the rocket) the scene is blurred away or replaced.
+    far = np.abs(out[:, 400:].astype(int) - face[:, 400:]).mean()
+    assert far > 10
+
+
 def test_degrade_and_make_pair_shapes(face: np.ndarray) -> None:
     rng = np.random.default_rng(0)
     for _ in range(10):

@@ -320,9 +320,9 @@ def train(cfg: TrainConfig, inputs: list[str]) -> dict:
     profile = ModelProfile(name=cfg.name, arch=cfg.arch, input_size=cfg.input_size, margin=cfg.margin,
                            extra={"method": "SBI", "train_inputs": [os.path.basename(os.path.normpath(p)) for p in inputs]})
     model = _backbone(cfg).to(memory_format=torch.channels_last)
-    # Why an average: the held-out scores of consecutive checkpoints agree, but their scores on real video from
-    # unseen sources swung widely (a source's mean moved from 0.37 to 0.96 in 250 steps); averaging the weights
-    # over the last few hundred steps is the usual cure for such step-to-step noise.
+    # Why an average: checkpoints a few hundred steps apart score held-out pairs alike but real video from
+    # unseen sources very differently (weights/README.md); averaging the weights over the last few hundred
+    # steps is the usual way to damp such step-to-step variation.
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True) if cfg.ema_decay else None
     norm = Normalize(profile.mean, profile.std)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)

@@ -365,10 +365,10 @@ def _backdrop(image: np.ndarray, face: float, rng: np.random.Generator) -> np.nd
 def restage(image: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Put the person in front of other surroundings: a blurred scene or a flat backdrop.
 
-    Why: the detector compares the face with what surrounds it.  Trained only on busy backgrounds, it took any
-    face in front of a plain wall (a studio, a newsroom) or a defocused scene for a pasted one.  Applied to the
+    Why: the detector compares the face with what surrounds it.  Trained on busy backgrounds only, version 1
+    scored real faces in front of a plain studio wall (GRID) as pasted (weights/README.md).  Applied to the
     image *before* the self-blend, so real and fake share the new surroundings and differ only by the blend;
-    the head region kept sharp always contains the blending mask.
+    the head region left untouched contains the face hull that the blend uses.
     """
     _check_image(image)
     lm = _check_landmarks(landmarks)

@@ -94,7 +94,7 @@ def test_restage_keeps_the_face_and_replaces_the_surroundings(face: np.ndarray, 
     out = sbi.restage(face, ASTRONAUT_LANDMARKS, np.random.default_rng(seed))
     assert out.dtype == np.uint8 and out.shape == face.shape
     np.testing.assert_array_equal(out, sbi.restage(face, ASTRONAUT_LANDMARKS, np.random.default_rng(seed)))
-    # Every pixel a blending mask can reach (the widest hull, dilated) keeps its value to within rounding.
+    # The face (its jaw-and-brow hull, dilated a little) keeps its value to within rounding.
     hull = sbi.face_hull_mask(face.shape[:2], ASTRONAUT_LANDMARKS)
     reach = cv2.dilate(hull, np.ones((9, 9), np.uint8)) > 0
     assert np.abs(out[reach].astype(int) - face[reach]).max() <= 1

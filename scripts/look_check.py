@@ -1,0 +1,165 @@
+"""Does the detector react to how a clip looks rather than to manipulation?  Scores under whole-crop changes.
+
+    .venv/bin/python scripts/look_check.py LABELLED_DIR [--weights FILE] [--frames 8] [--json OUT]
+
+A manipulation detector should score a clip about the same whether it is grey, darker, blurred or sharper:
+none of those changes blends a face into a frame. This script takes the largest face in `--frames` evenly
+spaced frames of each labelled video (the same MTCNN and crop rule as `deepscreen scan`), applies each
+whole-crop change below to real and fake clips alike, and prints per source the mean video score (mean of the
+top half of the face scores, as a track is scored) and the AUC over all clips. Large moves of the real sources'
+means under a change are a cue the detector uses that is not manipulation. LABELLED_DIR is any layout that
+`deepscreen bench` reads (labels.csv with file,label,source,method; real/ and fake/; FF++; Celeb-DF; DFDC).
+
+Crops are cached in --workdir (default cache/look_check/, keyed by data set, frames, margin and input size),
+so checking a second set of weights on the same clips takes only the scoring time.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from sklearn.metrics import roc_auc_score  # noqa: E402
+
+from deepscreen import media  # noqa: E402
+from deepscreen.aggregate import track_score  # noqa: E402
+from deepscreen.bench import LabelledVideo, load_dataset  # noqa: E402
+from deepscreen.faces import FaceFinder, crop_face  # noqa: E402
+from deepscreen.model import Detector, default_weights  # noqa: E402
+
+
+def _gamma(img: np.ndarray, g: float) -> np.ndarray:
+    return cv2.LUT(img, np.round(255.0 * (np.arange(256) / 255.0) ** g).astype(np.uint8))
+
+
+def _hue(img: np.ndarray, degrees: int) -> np.ndarray:
+    hsv = cv2.cvtColor(img, cv2.COLOR_RGB2HSV)
+    hsv[..., 0] = (hsv[..., 0].astype(np.int32) + degrees // 2) % 180  # OpenCV hue runs 0-179
+    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+
+
+def _sharpen(img: np.ndarray) -> np.ndarray:
+    f = img.astype(np.float32)
+    return np.clip(f + 0.8 * (f - cv2.GaussianBlur(f, (0, 0), 1.5)), 0, 255).round().astype(np.uint8)
+
+
+def _half(img: np.ndarray) -> np.ndarray:
+    h, w = img.shape[:2]
+    return cv2.resize(cv2.resize(img, (w // 2, h // 2), interpolation=cv2.INTER_AREA), (w, h))
+
+
+def _jpeg(img: np.ndarray, quality: int) -> np.ndarray:
+    ok, buf = cv2.imencode(".jpg", img[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
+    return cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1]
+
+
+LOOKS = {
+    "original": lambda x: x,
+    "grey": lambda x: np.repeat(cv2.cvtColor(x, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2),
+    "hue+60": lambda x: _hue(x, 60),
+    "darker": lambda x: _gamma(x, 1.6),
+    "brighter": lambda x: _gamma(x, 0.6),
+    "blur": lambda x: cv2.GaussianBlur(x, (0, 0), 1.2),
+    "sharpen": _sharpen,
+    "half-res": _half,
+    "jpeg40": lambda x: _jpeg(x, 40),
+}
+
+
+def face_crops(items: list[LabelledVideo], frames: int, margin: float, size: int, cache: Path) -> dict:
+    """Largest face per sampled frame, cut as inference cuts it; cached as one .npz per data set and setting."""
+    key = hashlib.sha256(json.dumps([[it.path for it in items], frames, margin, size]).encode()).hexdigest()[:16]
+    path = cache / f"crops-{key}.npz"
+    if path.is_file():
+        with np.load(path) as z:
+            return {k: z[k] for k in z.files}
+    finder = FaceFinder(min_face=40)
+    out = {}
+    for i, it in enumerate(items):
+        crops = []
+        try:
+            info = media.probe(it.path)
+            sampled = list(media.read_frames(it.path, info, media.sample_times(info, frames=frames)))
+        except media.MediaError as e:
+            print(f"skipped {it.path}: {e.message}", file=sys.stderr)
+            sampled = []
+        if sampled:
+            for frame, faces in zip(sampled, finder.find([f.image for f in sampled], [f.t for f in sampled])):
+                if faces:
+                    crops.append(crop_face(frame.image, max(faces, key=lambda f: f.size).box, margin, size))
+        out[str(i)] = np.stack(crops) if crops else np.zeros((0, size, size, 3), np.uint8)
+    cache.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, **out)
+    return out
+
+
+def check(items: list[LabelledVideo], crops: dict, detector: Detector, looks: list[str]) -> dict:
+    """Per look: each clip's score, each (source, label) group's mean, and the AUC over all clips with faces."""
+    used = [i for i in range(len(items)) if len(crops[str(i)])]
+    report = {"videos": len(items), "without_faces": [items[i].path for i in range(len(items)) if i not in used],
+              "looks": {}}
+    for look in looks:
+        change = LOOKS[look]
+        scores = {i: track_score(detector.score([change(c) for c in crops[str(i)]])) for i in used}
+        groups: dict[str, list[float]] = {}
+        for i in used:
+            groups.setdefault(f"{items[i].source or '-'} ({'fake' if items[i].label else 'real'})", []).append(scores[i])
+        y = [items[i].label for i in used]
+        auc = float(roc_auc_score(y, [scores[i] for i in used])) if len(set(y)) == 2 else None
+        report["looks"][look] = {"auc": auc, "groups": {g: float(np.mean(s)) for g, s in sorted(groups.items())},
+                                 "scores": {items[i].path: scores[i] for i in used}}
+    return report
+
+
+def table(report: dict) -> str:
+    looks = list(report["looks"])
+    groups = list(report["looks"][looks[0]]["groups"])
+    width = max(len(g) for g in groups + ["AUC (all clips)"])
+    lines = [" " * width + "".join(f"{look:>10}" for look in looks)]
+    for g in groups:
+        lines.append(f"{g:<{width}}" + "".join(f"{report['looks'][lk]['groups'][g]:10.3f}" for lk in looks))
+    aucs = [report["looks"][lk]["auc"] for lk in looks]
+    lines.append(f"{'AUC (all clips)':<{width}}" + "".join(f"{a:10.3f}" if a is not None else f"{'-':>10}" for a in aucs))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("data", help="labelled videos, any layout `deepscreen bench` reads")
+    ap.add_argument("--labels", help="labels CSV, when not DATA/labels.csv")
+    ap.add_argument("--weights", default=str(default_weights()))
+    ap.add_argument("--frames", type=int, default=8)
+    ap.add_argument("--looks", default=",".join(LOOKS), help=f"comma-separated, from: {', '.join(LOOKS)}")
+    ap.add_argument("--workdir", default=str(ROOT / "cache" / "look_check"))
+    ap.add_argument("--json", help="write the full report (every clip's score under every look) here")
+    args = ap.parse_args(argv)
+    looks = [s.strip() for s in args.looks.split(",") if s.strip()]
+    unknown = [lk for lk in looks if lk not in LOOKS]
+    if unknown:
+        ap.error(f"unknown look(s): {', '.join(unknown)}")
+    items = load_dataset(args.data, args.labels)
+    detector = Detector.load(args.weights, device="auto")
+    crops = face_crops(items, args.frames, detector.profile.margin, detector.profile.input_size, Path(args.workdir))
+    report = check(items, crops, detector, looks)
+    report.update(weights=args.weights, weights_sha256=detector.sha256, frames=args.frames)
+    print(f"{detector.profile.name} v{detector.profile.version}: mean video score per source under whole-crop "
+          f"changes ({len(items)} videos, {args.frames} frames each)")
+    print(table(report))
+    if report["without_faces"]:
+        print(f"no face found in {len(report['without_faces'])} video(s): " + ", ".join(report["without_faces"]))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,44 @@
+"""scripts/look_check.py on clips the tests render: crops cached once, every look scored, faceless clips named."""
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "look_check.py"
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("look_check", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_look_check(tmp_path, face_clip, two_face_clip, no_face_clip, tiny_weights, capsys):
+    look_check = _load()
+    labels = tmp_path / "labels.csv"
+    labels.write_text("file,label,source,method\n"
+                      f"{face_clip},real,astro,\n{no_face_clip},real,astro,\n{two_face_clip},fake,astro,mirror\n")
+    work, out = tmp_path / "work", tmp_path / "report.json"
+    args = [str(tmp_path), "--weights", str(tiny_weights), "--frames", "4", "--workdir", str(work)]
+    assert look_check.main(args + ["--looks", "original,grey,darker", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "original" in printed and "grey" in printed and "astro (fake)" in printed and "AUC" in printed
+
+    report = json.loads(out.read_text())
+    assert report["videos"] == 3 and report["without_faces"] == [str(no_face_clip)]
+    assert list(report["looks"]) == ["original", "grey", "darker"]
+    for look in report["looks"].values():
+        assert set(look["scores"]) == {str(face_clip), str(two_face_clip)}
+        assert all(0.0 <= s <= 1.0 for s in look["scores"].values())
+        assert look["auc"] in (0.0, 1.0)  # one real and one fake clip with faces
+        assert look["groups"]["astro (real)"] == look["scores"][str(face_clip)]
+    orig, grey = report["looks"]["original"]["scores"], report["looks"]["grey"]["scores"]
+    assert any(abs(orig[k] - grey[k]) > 1e-6 for k in orig)  # the change really reached the detector
+
+    # A second run reuses the cached crops (one file) and scores them identically.
+    assert len(list(work.glob("crops-*.npz"))) == 1
+    assert look_check.main(args + ["--looks", "original", "--json", str(out)]) == 0
+    assert len(list(work.glob("crops-*.npz"))) == 1
+    assert json.loads(out.read_text())["looks"]["original"]["scores"] == orig

@@ -10,14 +10,15 @@ top half of the face scores, as a track is scored) and the AUC over all clips. L
 means under a change are a cue the detector uses that is not manipulation. LABELLED_DIR is any layout that
 `deepscreen bench` reads (labels.csv with file,label,source,method; real/ and fake/; FF++; Celeb-DF; DFDC).
 
-Crops are cached in --workdir (default cache/look_check/, keyed by data set, frames, margin and input size),
-so checking a second set of weights on the same clips takes only the scoring time.
+Crops are cached in --workdir (default cache/look_check/, keyed by the files' paths, sizes and times, frames,
+margin and input size), so checking a second set of weights on the same clips takes only the scoring time.
 """
 from __future__ import annotations
 
 import argparse
 import hashlib
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -76,8 +77,9 @@ LOOKS = {
 
 
 def face_crops(items: list[LabelledVideo], frames: int, margin: float, size: int, cache: Path) -> dict:
-    """Largest face per sampled frame, cut as inference cuts it; cached as one .npz per data set and setting."""
-    key = hashlib.sha256(json.dumps([[it.path for it in items], frames, margin, size]).encode()).hexdigest()[:16]
+    """Largest face per sampled frame, cut as inference cuts it; cached per data set and setting."""
+    files = [[it.path, os.stat(it.path).st_size, os.stat(it.path).st_mtime_ns] for it in items]
+    key = hashlib.sha256(json.dumps([files, frames, margin, size]).encode()).hexdigest()[:16]
     path = cache / f"crops-{key}.npz"
     if path.is_file():
         with np.load(path) as z:
@@ -112,7 +114,8 @@ def check(items: list[LabelledVideo], crops: dict, detector: Detector, looks: li
         scores = {i: track_score(detector.score([change(c) for c in crops[str(i)]])) for i in used}
         groups: dict[str, list[float]] = {}
         for i in used:
-            groups.setdefault(f"{items[i].source or '-'} ({'fake' if items[i].label else 'real'})", []).append(scores[i])
+            group = f"{items[i].source or '-'} ({'fake' if items[i].label else 'real'})"
+            groups.setdefault(group, []).append(scores[i])
         y = [items[i].label for i in used]
         auc = float(roc_auc_score(y, [scores[i] for i in used])) if len(set(y)) == 2 else None
         report["looks"][look] = {"auc": auc, "groups": {g: float(np.mean(s)) for g, s in sorted(groups.items())},
@@ -128,7 +131,8 @@ def table(report: dict) -> str:
     for g in groups:
         lines.append(f"{g:<{width}}" + "".join(f"{report['looks'][lk]['groups'][g]:10.3f}" for lk in looks))
     aucs = [report["looks"][lk]["auc"] for lk in looks]
-    lines.append(f"{'AUC (all clips)':<{width}}" + "".join(f"{a:10.3f}" if a is not None else f"{'-':>10}" for a in aucs))
+    cells = "".join(f"{a:10.3f}" if a is not None else f"{'-':>10}" for a in aucs)
+    lines.append(f"{'AUC (all clips)':<{width}}" + cells)
     return "\n".join(lines)
 
 

@@ -288,7 +288,7 @@ def _alter_source(image: np.ndarray, face: float, rng: np.random.Generator) -> n
         src = colour_ops[order[1]](src, rng)
     src = np.clip(src, 0, 255)
     # Frequency mismatch: a blurrier face, as a swapped face rendered at low resolution is.  No sharpened
-    # source: with it the detector called every sharp or face-restored real clip fake (weights/README.md).
+    # source: with one, the detector learned to call sharp or face-restored real faces fake (weights/README.md).
     if rng.random() < 0.4:
         src = _resample_blur(src, face, rng)
     src = np.clip(src, 0, 255)

@@ -31,7 +31,7 @@ if str(ROOT) not in sys.path:
 
 from sklearn.metrics import roc_auc_score  # noqa: E402
 
-from deepscreen import media  # noqa: E402
+from deepscreen import media, sbi  # noqa: E402
 from deepscreen.aggregate import track_score  # noqa: E402
 from deepscreen.bench import LabelledVideo, load_dataset  # noqa: E402
 from deepscreen.faces import FaceFinder, crop_face  # noqa: E402
@@ -58,11 +58,6 @@ def _half(img: np.ndarray) -> np.ndarray:
     return cv2.resize(cv2.resize(img, (w // 2, h // 2), interpolation=cv2.INTER_AREA), (w, h))
 
 
-def _jpeg(img: np.ndarray, quality: int) -> np.ndarray:
-    ok, buf = cv2.imencode(".jpg", img[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
-    return cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1]
-
-
 LOOKS = {
     "original": lambda x: x,
     "grey": lambda x: np.repeat(cv2.cvtColor(x, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2),
@@ -72,7 +67,7 @@ LOOKS = {
     "blur": lambda x: cv2.GaussianBlur(x, (0, 0), 1.2),
     "sharpen": _sharpen,
     "half-res": _half,
-    "jpeg40": lambda x: _jpeg(x, 40),
+    "jpeg40": lambda x: sbi._jpeg(x, 40),  # the training degradation's own JPEG round trip
 }
 
 

@@ -95,11 +95,16 @@ def test_stdout_streaming_and_paths_from_stdin(inbox, tiny_weights):
 
 
 def test_timeout_kills_ffmpeg_and_the_batch_goes_on(inbox, tiny_weights, tmp_path, media_dir):
-    slow = media_dir / "slow.mp4"  # big frames: decoding alone takes longer than the limit
+    # Big frames: decoding the 600 frames of the slow clip takes ~5.6 s on an idle 2-core machine, well past the
+    # 2 s limit; the plain clip needs ~0.2 s. (10 s looped twice by stream copy: the encode is paid once.)
+    ten = media_dir / "slow10.mp4"
     ffmpeg("-f", "lavfi", "-i", "testsrc2=size=3840x2160:rate=30", "-t", "10", "-c:v", "libx264", "-preset",
-           "ultrafast", "-pix_fmt", "yuv420p", str(slow))
+           "ultrafast", "-pix_fmt", "yuv420p", str(ten))
+    slow = media_dir / "slow.mp4"
+    ffmpeg("-stream_loop", "1", "-i", str(ten), "-c", "copy", str(slow))
+    ten.unlink()
     out = tmp_path / "out.jsonl"
-    res = _run(["scan", slow, inbox / "plain1.mp4", "-o", out, "--weights", tiny_weights, "--timeout", "3",
+    res = _run(["scan", slow, inbox / "plain1.mp4", "-o", out, "--weights", tiny_weights, "--timeout", "2",
                 "--frames", "30"])
     assert res.exit_code == 0
     slow_rec, next_rec = _records(out)

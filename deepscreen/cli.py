@@ -326,5 +326,8 @@ def train(real: tuple[str, ...], out: str, pretrained: str | None, run_dir: str,
     cfg = TrainConfig(out=out, run_dir=run_dir, cache_dir=cache_dir, arch=arch, pretrained=pretrained,
                       input_size=input_size, steps=steps, pairs_per_batch=pairs_per_batch, lr=lr, seed=seed,
                       workers=workers)
-    best = run_training(cfg, list(real))
+    try:
+        best = run_training(cfg, list(real))
+    except ValueError as e:
+        raise click.UsageError(str(e)) from e
     click.echo(f"best held-out: {json.dumps(best)}; wrote {out}", err=True)

@@ -306,12 +306,32 @@ def evaluate(scores_real: np.ndarray, scores_fake: np.ndarray, kinds: list[str])
     return m
 
 
+def _check_same_run(run: Path, setup: dict) -> None:
+    """Refuse to resume a run that was started with other settings or data.
+
+    Why: every run defaults to the same run folder, and resuming someone else's half-trained model under new
+    settings would silently mix two recipes (and export to the wrong file).
+    """
+    if not (run / "last.pt").exists() or not (run / "config.json").exists():
+        return
+    before = json.loads((run / "config.json").read_text())
+    ignore = {"workers"}  # does not change what is trained
+    # Only what the run recorded is compared: runs started by older versions recorded less.
+    diff = sorted(k for k in before if k not in ignore and setup.get(k) != before[k])
+    if diff:
+        changes = "; ".join(f"{k}: {before.get(k)!r} -> {setup.get(k)!r}" for k in diff)
+        raise ValueError(f"{run} holds a run started with other settings ({changes}); "
+                         f"pass another --run-dir, or delete {run} to start over")
+
+
 def train(cfg: TrainConfig, inputs: list[str]) -> dict:
     """Cache faces, train with SBI pairs, keep the best checkpoint by held-out score; resumable."""
     torch.manual_seed(cfg.seed)
     run = Path(cfg.run_dir)
     run.mkdir(parents=True, exist_ok=True)
-    (run / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    setup = {**asdict(cfg), "inputs": [os.path.abspath(p) for p in inputs]}
+    _check_same_run(run, setup)
+    (run / "config.json").write_text(json.dumps(setup, indent=2))
     records = build_cache(inputs, cfg.cache_dir, cfg.frames_per_video)
     tr, va = split(records, cfg.val_fraction, cfg.seed)
     log.info("faces: %d train, %d validation (%d groups held out)", len(tr), len(va), len({r.group for r in va}))

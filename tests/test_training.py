@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +64,10 @@ def test_train_command_writes_a_loadable_checkpoint_and_resumes(tmp_path, astron
     (tmp_path / "run" / "log.jsonl").unlink()
     train(cfg, [str(data)])  # run again: it resumes from the last checkpoint, finds nothing left to do
     assert not (tmp_path / "run" / "log.jsonl").read_text()
+    # The same run folder with other settings is refused, not resumed into a mix of two recipes.
+    with pytest.raises(ValueError, match=r"other settings \(lr: 0.0003 -> 0.001\)"):
+        train(replace(cfg, lr=1e-3), [str(data)])
+    train(replace(cfg, workers=1), [str(data)])  # how many loader workers does not matter
 
 
 @pytest.mark.skipif(not SHIPPED.exists(), reason="no shipped default detector")

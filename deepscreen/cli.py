@@ -317,15 +317,19 @@ Example (the shipped default, see weights/README.md):
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--workers", type=click.IntRange(0), default=1, show_default=True)
 @click.option("--arch", default="mobilenet_v2", show_default=True)
+@click.option("--select-on", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Labelled real and fake videos (any layout `bench` reads) to choose the checkpoint on, by "
+                   "video AUC, instead of held-out self-blended pairs.  Use clips kept apart from your test set.")
 def train(real: tuple[str, ...], out: str, pretrained: str | None, run_dir: str, cache_dir: str, steps: int,
-          input_size: int, pairs_per_batch: int, lr: float, seed: int, workers: int, arch: str) -> None:
+          input_size: int, pairs_per_batch: int, lr: float, seed: int, workers: int, arch: str,
+          select_on: str | None) -> None:
     """Train a detector on folders of REAL face photos and videos (Self-Blended Images); resumable."""
     from .training import TrainConfig, train as run_training
 
     logging.getLogger("deepscreen").setLevel(logging.INFO)
     cfg = TrainConfig(out=out, run_dir=run_dir, cache_dir=cache_dir, arch=arch, pretrained=pretrained,
                       input_size=input_size, steps=steps, pairs_per_batch=pairs_per_batch, lr=lr, seed=seed,
-                      workers=workers)
+                      workers=workers, select_on=select_on)
     try:
         best = run_training(cfg, list(real))
     except ValueError as e:

@@ -6,7 +6,8 @@ Three steps, each resumable:
    variants (small MPEG-1, low-bitrate H.264) so that low quality is learnt as *real*.
 2. train: each batch holds (real, self-blended) pairs, both degraded alike; MobileNetV2 from ImageNet.
 3. select: checkpoints are compared on a held-out split (by identity for photos, by video for clips) whose
-   reals include the degraded video variants, and the best is exported as a deployable checkpoint.
+   reals include the degraded video variants, and the best is exported as a deployable checkpoint.  Given a
+   folder of labelled real and fake videos (`select_on`), checkpoints are chosen by video-level AUC on them.
 """
 from __future__ import annotations
 
@@ -21,11 +22,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+from sklearn.metrics import roc_auc_score
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, Dataset
 
 from . import media
+from .aggregate import track_score
+from .bench import load_dataset
+from .clips import face_crops
 from .faces import FaceFinder, crop_box, crop_face
 from .inputs import is_video_name
 from .model import ModelProfile, create_model, save_checkpoint
@@ -74,6 +79,8 @@ class TrainConfig:
     workers: int = 1
     bf16: bool = True
     ema_decay: float = 0.995  # validate and export an exponential moving average of the weights (0: raw weights)
+    select_on: str | None = None  # labelled videos (any layout `deepscreen bench` reads) to choose checkpoints on
+    select_frames: int = 8  # frames per video scored when choosing
     name: str = "deepscreen-sbi-mnv2"
 
 
@@ -288,8 +295,6 @@ def validation_set(val: list[CachedFace], cache: str, size: int, margin: float, 
 
 def evaluate(scores_real: np.ndarray, scores_fake: np.ndarray, kinds: list[str]) -> dict:
     """Held-out metrics: AUC overall and on video faces, and how often degraded real video looks fake."""
-    from sklearn.metrics import roc_auc_score
-
     y = np.r_[np.zeros(len(scores_real)), np.ones(len(scores_fake))]
     is_video = np.array([k != "photo" for k in kinds])
     degraded = np.array([k.startswith("video-") for k in kinds])
@@ -324,6 +329,20 @@ def _check_same_run(run: Path, setup: dict) -> None:
                          f"pass another --run-dir, or delete {run} to start over")
 
 
+def selection_clips(cfg: TrainConfig) -> tuple[list[np.ndarray], list[int]]:
+    """Face crops and labels of the labelled videos to choose checkpoints on (clips without a face left out)."""
+    items = load_dataset(cfg.select_on)
+    crops = face_crops(items, cfg.select_frames, cfg.margin, cfg.input_size, Path(cfg.cache_dir) / "select")
+    used = [i for i, c in enumerate(crops) if len(c)]
+    labels = [items[i].label for i in used]
+    if len(set(labels)) < 2:
+        raise ValueError(f"{cfg.select_on}: choosing checkpoints needs real and fake videos with faces "
+                         f"({labels.count(0)} real, {labels.count(1)} fake found)")
+    log.info("choosing checkpoints on %d labelled videos (%d fake, %d real; %d without a face left out)",
+             len(used), sum(labels), len(labels) - sum(labels), len(items) - len(used))
+    return [crops[i] for i in used], labels
+
+
 def train(cfg: TrainConfig, inputs: list[str]) -> dict:
     """Cache faces, train with SBI pairs, keep the best checkpoint by held-out score; resumable."""
     torch.manual_seed(cfg.seed)
@@ -332,6 +351,7 @@ def train(cfg: TrainConfig, inputs: list[str]) -> dict:
     setup = {**asdict(cfg), "inputs": [os.path.abspath(p) for p in inputs]}
     _check_same_run(run, setup)
     (run / "config.json").write_text(json.dumps(setup, indent=2))
+    chooser = selection_clips(cfg) if cfg.select_on else None  # first: a set that cannot choose fails fast
     records = build_cache(inputs, cfg.cache_dir, cfg.frames_per_video)
     tr, va = split(records, cfg.val_fraction, cfg.seed)
     log.info("faces: %d train, %d validation (%d groups held out)", len(tr), len(va), len({r.group for r in va}))
@@ -339,6 +359,8 @@ def train(cfg: TrainConfig, inputs: list[str]) -> dict:
 
     profile = ModelProfile(name=cfg.name, arch=cfg.arch, input_size=cfg.input_size, margin=cfg.margin,
                            extra={"method": "SBI", "train_inputs": [os.path.basename(os.path.normpath(p)) for p in inputs]})
+    if cfg.select_on:
+        profile.extra["chosen_on_videos"] = os.path.basename(os.path.normpath(cfg.select_on))
     model = _backbone(cfg).to(memory_format=torch.channels_last)
     # Why an average: checkpoints a few hundred steps apart score held-out pairs alike but real video from
     # unseen sources very differently (weights/README.md); averaging the weights over the last few hundred
@@ -389,6 +411,11 @@ def train(cfg: TrainConfig, inputs: list[str]) -> dict:
         if step % cfg.val_every == 0 or step == cfg.steps:
             final = ema.module if ema is not None else model
             m = evaluate(_predict(final, norm, vx_real, cfg.bf16), _predict(final, norm, vx_fake, cfg.bf16), vkinds)
+            if chooser is not None:
+                clips, labels = chooser
+                video_scores = [track_score(_predict(final, norm, c, cfg.bf16)) for c in clips]
+                m["auc_select_videos"] = float(roc_auc_score(labels, video_scores))
+                m["select"] = m["auc_select_videos"]
             m["step"] = step
             logf.write(json.dumps({"val": m}) + "\n")
             logf.flush()

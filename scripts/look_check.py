@@ -16,9 +16,8 @@ margin and input size), so checking a second set of weights on the same clips ta
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import os
+import logging
 import sys
 from pathlib import Path
 
@@ -31,10 +30,10 @@ if str(ROOT) not in sys.path:
 
 from sklearn.metrics import roc_auc_score  # noqa: E402
 
-from deepscreen import media, sbi  # noqa: E402
+from deepscreen import sbi  # noqa: E402
 from deepscreen.aggregate import track_score  # noqa: E402
 from deepscreen.bench import LabelledVideo, load_dataset  # noqa: E402
-from deepscreen.faces import FaceFinder, crop_face  # noqa: E402
+from deepscreen.clips import face_crops  # noqa: E402
 from deepscreen.model import Detector, default_weights  # noqa: E402
 
 
@@ -71,42 +70,14 @@ LOOKS = {
 }
 
 
-def face_crops(items: list[LabelledVideo], frames: int, margin: float, size: int, cache: Path) -> dict:
-    """Largest face per sampled frame, cut as inference cuts it; cached per data set and setting."""
-    files = [[it.path, os.stat(it.path).st_size, os.stat(it.path).st_mtime_ns] for it in items]
-    key = hashlib.sha256(json.dumps([files, frames, margin, size]).encode()).hexdigest()[:16]
-    path = cache / f"crops-{key}.npz"
-    if path.is_file():
-        with np.load(path) as z:
-            return {k: z[k] for k in z.files}
-    finder = FaceFinder(min_face=40)
-    out = {}
-    for i, it in enumerate(items):
-        crops = []
-        try:
-            info = media.probe(it.path)
-            sampled = list(media.read_frames(it.path, info, media.sample_times(info, frames=frames)))
-        except media.MediaError as e:
-            print(f"skipped {it.path}: {e.message}", file=sys.stderr)
-            sampled = []
-        if sampled:
-            for frame, faces in zip(sampled, finder.find([f.image for f in sampled], [f.t for f in sampled])):
-                if faces:
-                    crops.append(crop_face(frame.image, max(faces, key=lambda f: f.size).box, margin, size))
-        out[str(i)] = np.stack(crops) if crops else np.zeros((0, size, size, 3), np.uint8)
-    cache.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(path, **out)
-    return out
-
-
-def check(items: list[LabelledVideo], crops: dict, detector: Detector, looks: list[str]) -> dict:
+def check(items: list[LabelledVideo], crops: list[np.ndarray], detector: Detector, looks: list[str]) -> dict:
     """Per look: each clip's score, each (source, label) group's mean, and the AUC over all clips with faces."""
-    used = [i for i in range(len(items)) if len(crops[str(i)])]
+    used = [i for i in range(len(items)) if len(crops[i])]
     report = {"videos": len(items), "without_faces": [items[i].path for i in range(len(items)) if i not in used],
               "looks": {}}
     for look in looks:
         change = LOOKS[look]
-        scores = {i: track_score(detector.score([change(c) for c in crops[str(i)]])) for i in used}
+        scores = {i: track_score(detector.score([change(c) for c in crops[i]])) for i in used}
         groups: dict[str, list[float]] = {}
         for i in used:
             group = f"{items[i].source or '-'} ({'fake' if items[i].label else 'real'})"
@@ -141,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workdir", default=str(ROOT / "cache" / "look_check"))
     ap.add_argument("--json", help="write the full report (every clip's score under every look) here")
     args = ap.parse_args(argv)
+    logging.basicConfig(format="%(message)s")  # a clip that cannot be read is named on stderr
     looks = [s.strip() for s in args.looks.split(",") if s.strip()]
     unknown = [lk for lk in looks if lk not in LOOKS]
     if unknown:

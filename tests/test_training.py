@@ -45,7 +45,8 @@ def test_a_few_steps_on_a_handful_of_pairs_lower_the_loss(face):
     assert np.mean(losses[-5:]) < 0.8 * losses[0]
 
 
-def test_train_command_writes_a_loadable_checkpoint_and_resumes(tmp_path, astronaut_png, face_clip):
+def _tiny_run(tmp_path: Path, astronaut_png: Path, face_clip: Path, **kw) -> tuple[TrainConfig, Path]:
+    """A folder of real faces (six rotated photos, one clip) and a 4-step config of a tiny model."""
     data = tmp_path / "real"
     data.mkdir()
     photo = Image.open(astronaut_png).convert("RGB")
@@ -54,7 +55,12 @@ def test_train_command_writes_a_loadable_checkpoint_and_resumes(tmp_path, astron
     (data / "clip.mp4").write_bytes(face_clip.read_bytes())
     cfg = TrainConfig(out=str(tmp_path / "m.pt"), run_dir=str(tmp_path / "run"), cache_dir=str(tmp_path / "cache"),
                       arch="tiny_cnn", input_size=64, steps=4, pairs_per_batch=2, val_every=2, val_fraction=0.3,
-                      frames_per_video=3, workers=0, bf16=False)
+                      frames_per_video=3, workers=0, bf16=False, **kw)
+    return cfg, data
+
+
+def test_train_command_writes_a_loadable_checkpoint_and_resumes(tmp_path, astronaut_png, face_clip):
+    cfg, data = _tiny_run(tmp_path, astronaut_png, face_clip)
     best = train(cfg, [str(data)])
     assert 0 <= best["auc"] <= 1 and best["step"] in (2, 4)
     det = Detector.load(cfg.out, device="cpu")
@@ -68,6 +74,26 @@ def test_train_command_writes_a_loadable_checkpoint_and_resumes(tmp_path, astron
     with pytest.raises(ValueError, match=r"other settings \(lr: 0.0003 -> 0.001\)"):
         train(replace(cfg, lr=1e-3), [str(data)])
     train(replace(cfg, workers=1), [str(data)])  # how many loader workers does not matter
+
+
+def test_checkpoints_chosen_on_labelled_videos(tmp_path, astronaut_png, face_clip, two_face_clip, no_face_clip):
+    chooser = tmp_path / "choose"
+    chooser.mkdir()
+    labels = "file,label\n{},real\n{},fake\n{},real\n".format(face_clip, two_face_clip, no_face_clip)
+    (chooser / "labels.csv").write_text(labels)
+    cfg, data = _tiny_run(tmp_path, astronaut_png, face_clip, select_on=str(chooser), select_frames=3)
+    best = train(cfg, [str(data)])
+    vals = [json.loads(x)["val"] for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines() if '"val"' in x]
+    assert [v["step"] for v in vals] == [2, 4]
+    for v in vals:  # one real and one fake clip with a face: the video AUC is 0 or 1, and it is what selects
+        assert v["auc_select_videos"] in (0.0, 1.0) and v["select"] == v["auc_select_videos"]
+    assert best["select"] == max(v["select"] for v in vals)
+    assert Detector.load(cfg.out, device="cpu").profile.extra["chosen_on_videos"] == "choose"
+    assert len(list((tmp_path / "cache" / "select").glob("crops-*.npz"))) == 1  # faces found once
+
+    (chooser / "labels.csv").write_text(labels.replace("fake", "real"))
+    with pytest.raises(ValueError, match="needs real and fake videos"):
+        train(replace(cfg, run_dir=str(tmp_path / "run2")), [str(data)])
 
 
 @pytest.mark.skipif(not SHIPPED.exists(), reason="no shipped default detector")

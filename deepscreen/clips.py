@@ -1,0 +1,55 @@
+"""Labelled clips to face crops: the largest face in N evenly spaced frames, cut as inference cuts it.
+
+Used where many models or checkpoints are scored on the same clips (choosing a training checkpoint on
+labelled videos, `scripts/look_check.py`): finding faces is the slow part, so it is done once and cached.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from . import media
+from .bench import LabelledVideo
+from .faces import FaceFinder, crop_face
+
+log = logging.getLogger("deepscreen.clips")
+
+
+def face_crops(items: list[LabelledVideo], frames: int, margin: float, size: int, cache: Path) -> list[np.ndarray]:
+    """Per clip, the largest face per sampled frame as size x size RGB crops (N x size x size x 3 uint8).
+
+    Cached in `cache`, keyed by the files' paths, sizes and modification times and by the settings; a clip
+    that cannot be read or shows no face gets an empty array (and a warning), so one bad file does not stop
+    the rest.
+    """
+    files = [[it.path, os.stat(it.path).st_size, os.stat(it.path).st_mtime_ns] for it in items]
+    key = hashlib.sha256(json.dumps([files, frames, margin, size]).encode()).hexdigest()[:16]
+    path = cache / f"crops-{key}.npz"
+    if path.is_file():
+        with np.load(path) as z:
+            return [z[str(i)] for i in range(len(items))]
+    finder = FaceFinder(min_face=40)
+    out = []
+    for it in items:
+        crops = []
+        try:
+            info = media.probe(it.path)
+            sampled = list(media.read_frames(it.path, info, media.sample_times(info, frames=frames)))
+        except media.MediaError as e:
+            log.warning("skipped %s: %s", it.path, e.message)
+            sampled = []
+        if sampled:
+            for frame, faces in zip(sampled, finder.find([f.image for f in sampled], [f.t for f in sampled])):
+                if faces:
+                    crops.append(crop_face(frame.image, max(faces, key=lambda f: f.size).box, margin, size))
+        out.append(np.stack(crops) if crops else np.zeros((0, size, size, 3), np.uint8))
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez_compressed(tmp, **{str(i): c for i, c in enumerate(out)})
+    os.replace(tmp, path)
+    return out

@@ -320,16 +320,33 @@ Example (the shipped default, see weights/README.md):
 @click.option("--select-on", type=click.Path(exists=True, file_okay=False), default=None,
               help="Labelled real and fake videos (any layout `bench` reads) to choose the checkpoint on, by "
                    "video AUC, instead of held-out self-blended pairs.  Use clips kept apart from your test set.")
+@click.option("--labelled", multiple=True, type=click.Path(exists=True, file_okay=False),
+              help="Labelled real and fake clips to train on too (any layout `bench` reads; repeatable).")
+@click.option("--frames-per-clip", type=click.IntRange(1), default=16, show_default=True,
+              help="Faces cached per labelled clip.")
+@click.option("--sbi-share", type=click.FloatRange(0, 1), default=0.35, show_default=True,
+              help="With --labelled: the fraction of training pairs that are self-blended.")
+@click.option("--exclude-method", "exclude_methods", multiple=True,
+              help="Leave the labelled fakes of this method out (leave-one-method-out runs; repeatable).")
+@click.option("--init", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Start from this deepscreen checkpoint (fine-tuning) instead of --pretrained.")
+@click.option("--val-every", type=click.IntRange(1), default=250, show_default=True,
+              help="Steps between held-out checks (and checkpoints).")
+@click.option("--bf16/--no-bf16", default=None,
+              help="bf16 autocast; by default only where the CPU runs it natively (AVX512-BF16/AMX).")
 def train(real: tuple[str, ...], out: str, pretrained: str | None, run_dir: str, cache_dir: str, steps: int,
           input_size: int, pairs_per_batch: int, lr: float, seed: int, workers: int, arch: str,
-          select_on: str | None) -> None:
-    """Train a detector on folders of REAL face photos and videos (Self-Blended Images); resumable."""
+          select_on: str | None, labelled: tuple[str, ...], frames_per_clip: int, sbi_share: float,
+          exclude_methods: tuple[str, ...], init: str | None, val_every: int, bf16: bool | None) -> None:
+    """Train a detector on REAL face photos and videos (Self-Blended Images), and on --labelled clips; resumable."""
     from .training import TrainConfig, train as run_training
 
     logging.getLogger("deepscreen").setLevel(logging.INFO)
     cfg = TrainConfig(out=out, run_dir=run_dir, cache_dir=cache_dir, arch=arch, pretrained=pretrained,
                       input_size=input_size, steps=steps, pairs_per_batch=pairs_per_batch, lr=lr, seed=seed,
-                      workers=workers, select_on=select_on)
+                      workers=workers, select_on=select_on, labelled=list(labelled), frames_per_clip=frames_per_clip,
+                      sbi_share=sbi_share, exclude_methods=list(exclude_methods), init=init, val_every=val_every,
+                      bf16=bf16)
     try:
         best = run_training(cfg, list(real))
     except ValueError as e:

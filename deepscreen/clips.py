@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from . import media
-from .bench import LabelledVideo
+from .datasets import LabelledVideo
 from .faces import FaceFinder, crop_face
 
 log = logging.getLogger("deepscreen.clips")

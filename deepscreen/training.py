@@ -1,22 +1,26 @@
-"""Train a detector on real faces only, with Self-Blended Images (SBI) as the fakes.
+"""Train a detector on real faces with Self-Blended Images (SBI) as fakes, and on labelled real and fake video.
 
 Three steps, each resumable:
 1. cache: find faces in real images and videos with the same MTCNN and crop rule as inference, and store a
    context crop (twice the face) with its box and landmarks. Videos are also transcoded to low-quality
-   variants (small MPEG-1, low-bitrate H.264) so that low quality is learnt as *real*.
-2. train: each batch holds (real, self-blended) pairs, both degraded alike; MobileNetV2 from ImageNet.
+   variants (small MPEG-1, low-bitrate H.264) so that low quality is learnt as *real*. Labelled clips (any
+   layout `deepscreen bench` reads) give the largest face in N evenly spaced frames each, cached clip by clip.
+2. train: each batch holds (real, fake) pairs: a face and its self-blend, or, given labelled clips, a real
+   and a fake face drawn evenly by source, method and clip (`BalancedSampler`). Both sides are degraded alike
+   and carry the same non-manipulation marks (`confounds`), so neither quality nor a corner inset decides.
 3. select: checkpoints are compared on a held-out split (by identity for photos, by video for clips) whose
    reals include the degraded video variants, and the best is exported as a deployable checkpoint.  Given a
    folder of labelled real and fake videos (`select_on`), checkpoints are chosen by video-level AUC on them.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 import random
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import cv2
@@ -29,12 +33,13 @@ from torch.utils.data import DataLoader, Dataset
 
 from . import media
 from .aggregate import track_score
-from .bench import load_dataset
+from .confounds import confound
+from .datasets import LabelledVideo, load_dataset
 from .clips import face_crops
 from .faces import FaceFinder, crop_box, crop_face
 from .inputs import is_video_name
 from .model import ModelProfile, create_model, save_checkpoint
-from .sbi import make_pair
+from .sbi import degrade, make_pair
 
 log = logging.getLogger("deepscreen.train")
 
@@ -56,6 +61,9 @@ class CachedFace:
     kind: str  # "photo", "video" or "video-<variant>"
     box: list[float]  # in the cached crop's pixels
     landmarks: list[list[float]]
+    label: int = 0  # 1: a face from a clip labelled fake (labelled clips only)
+    source: str = ""
+    method: str = ""
 
 
 @dataclass
@@ -75,9 +83,14 @@ class TrainConfig:
     val_fraction: float = 0.12
     video_share: float = 0.5  # fraction of training pairs drawn from video faces (clean and degraded)
     frames_per_video: int = 40
+    labelled: list[str] = field(default_factory=list)  # labelled real/fake clips (any layout bench reads)
+    frames_per_clip: int = 16  # faces cached per labelled clip (the largest face in evenly spaced frames)
+    sbi_share: float = 0.35  # with labelled clips: fraction of pairs that are self-blended instead
+    exclude_methods: list[str] = field(default_factory=list)  # fake methods left out (leave-one-out runs)
+    init: str | None = None  # start from a deepscreen checkpoint instead of ImageNet weights
     seed: int = 0
     workers: int = 1
-    bf16: bool = True
+    bf16: bool | None = None  # None: bf16 autocast only where the CPU runs it natively (see native_bf16)
     ema_decay: float = 0.995  # validate and export an exponential moving average of the weights (0: raw weights)
     select_on: str | None = None  # labelled videos (any layout `deepscreen bench` reads) to choose checkpoints on
     select_frames: int = 8  # frames per video scored when choosing
@@ -187,6 +200,78 @@ def build_cache(inputs: list[str], cache_dir: str, frames_per_video: int = 40, d
     return records
 
 
+def _clip_key(path: str) -> str:
+    st = os.stat(path)
+    return hashlib.sha256(json.dumps([os.path.abspath(path), st.st_size, st.st_mtime_ns]).encode()).hexdigest()[:16]
+
+
+def cache_labelled(items: list[LabelledVideo], cache_dir: str, frames: int, device: str = "cpu") -> list[CachedFace]:
+    """The largest face in `frames` evenly spaced frames of each labelled clip, with its label, source and method.
+
+    Cached clip by clip (keyed by path, size, modification time and frame count), so an interrupted run
+    carries on where it stopped; a clip that cannot be read or shows no face gives no faces and a warning.
+    """
+    cache = Path(cache_dir)
+    finder = None
+    out = []
+    for n, it in enumerate(items):
+        key = f"{_clip_key(it.path)}-{frames}"
+        index = cache / "labelled" / key / "faces.json"
+        if not index.exists():
+            finder = finder or FaceFinder(device=device, min_face=40)
+            records = []
+            try:
+                info = media.probe(it.path)
+                decoded = list(media.read_frames(it.path, info, media.sample_times(info, frames=frames)))
+            except media.MediaError as e:
+                log.warning("skipping %s: %s", it.path, e.message)
+                decoded = []
+            found = finder.find([f.image for f in decoded], [f.t for f in decoded]) if decoded else []
+            for frame, faces in zip(decoded, found):
+                face = _largest(faces)
+                if face is not None:
+                    r = _store(cache, f"labelled/{key}/{frame.index:03d}.jpg", frame.image, face,
+                               group=f"clip:{key}", kind="labelled")
+                    r.label, r.source, r.method = it.label, it.source, it.method
+                    records.append(r)
+            if not records:
+                log.warning("no face found in %s", it.path)
+            index.parent.mkdir(parents=True, exist_ok=True)
+            tmp = index.with_suffix(".tmp")
+            tmp.write_text(json.dumps([asdict(r) for r in records]))
+            os.replace(tmp, index)
+            log.info("cached %d faces of labelled clip %d/%d %s", len(records), n + 1, len(items), it.path)
+        out += [CachedFace(**r) for r in json.loads(index.read_text())]
+    return out
+
+
+class BalancedSampler:
+    """Draws labelled faces so that no source or generator dominates.
+
+    Reals: a source uniformly, then a clip of it, then a face of the clip. Fakes: a method (the generator or
+    manipulation) uniformly, then a clip, then a face. A source with 30 clips thus weighs as much as one with
+    one clip; within a clip every face is as likely, whatever the clip's length.
+    """
+
+    def __init__(self, records: list[CachedFace]):
+        self.tree: dict[int, list[list[list[CachedFace]]]] = {}
+        for label in (0, 1):
+            groups: dict[str, dict[str, list[CachedFace]]] = {}
+            for r in records:
+                if r.label == label:
+                    by = (r.method or "unknown") if label else (r.source or "unknown")
+                    groups.setdefault(by, {}).setdefault(r.group, []).append(r)
+            self.tree[label] = [list(clips.values()) for _, clips in sorted(groups.items())]
+
+    def has(self, label: int) -> bool:
+        return bool(self.tree[label])
+
+    def draw(self, rng: np.random.Generator, label: int) -> CachedFace:
+        clips = self.tree[label][rng.integers(len(self.tree[label]))]
+        faces = clips[rng.integers(len(clips))]
+        return faces[rng.integers(len(faces))]
+
+
 def split(records: list[CachedFace], fraction: float, seed: int) -> tuple[list[CachedFace], list[CachedFace]]:
     """Hold out whole groups (an identity, or a video with all its variants)."""
     rng = random.Random(seed)
@@ -206,6 +291,13 @@ def _load(cache: Path, r: CachedFace) -> np.ndarray:
     return cv2.cvtColor(cv2.imread(str(cache / r.file), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
 
 
+def labelled_example(image: np.ndarray, r: CachedFace, rng: np.random.Generator, size: int,
+                     margin: float) -> np.ndarray:
+    """A labelled face as a training input: the inference crop (margin jittered), degraded as SBI pairs are."""
+    crop = crop_face(degrade(image, rng), np.asarray(r.box, np.float32), margin * rng.uniform(0.8, 1.25), size)
+    return np.ascontiguousarray(crop[:, ::-1] if rng.random() < 0.5 else crop)
+
+
 def make_example(image: np.ndarray, r: CachedFace, rng: np.random.Generator, size: int, margin: float,
                  train: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """One (real, fake) pair of detector inputs, cut with the inference crop rule (margin jittered in training)."""
@@ -220,26 +312,45 @@ def make_example(image: np.ndarray, r: CachedFace, rng: np.random.Generator, siz
 
 
 class PairDataset(Dataset):
-    """Draws (real, self-blended) pairs; photos and video faces mixed at `video_share`."""
+    """Draws (real, fake) pairs, each side with the same chance of non-manipulation marks.
+
+    A pair is self-blended from one real face (photos and video faces mixed at `video_share`; given labelled
+    clips, half the time a labelled real face drawn by source) or, given labelled clips and with probability
+    1 - `sbi_share`, a labelled real and a labelled fake face drawn by `BalancedSampler`.
+    """
 
     def __init__(self, records: list[CachedFace], cache: str, size: int, margin: float, length: int,
-                 video_share: float, seed: int):
+                 video_share: float, seed: int, labelled: list[CachedFace] = (), sbi_share: float = 1.0):
         self.cache = Path(cache)
         self.photos = [r for r in records if r.kind == "photo"]
         self.videos = [r for r in records if r.kind != "photo"]
         self.size, self.margin, self.length = size, margin, length
         self.video_share = video_share if self.videos and self.photos else float(bool(self.videos))
+        self.sampler = BalancedSampler(list(labelled))
+        both = self.sampler.has(0) and self.sampler.has(1)
+        self.sbi_share = sbi_share if both else 1.0
         self.seed = seed
 
     def __len__(self) -> int:
         return self.length
 
+    def _sbi_face(self, rng: np.random.Generator) -> CachedFace:
+        if self.sampler.has(0) and (not (self.photos or self.videos) or rng.random() < 0.5):
+            return self.sampler.draw(rng, 0)
+        pool = self.videos if rng.random() < self.video_share else self.photos
+        return pool[rng.integers(len(pool))]
+
     def __getitem__(self, i: int):
         rng = np.random.default_rng([self.seed, i])
-        pool = self.videos if rng.random() < self.video_share else self.photos
-        r = pool[rng.integers(len(pool))]
-        real, fake = make_example(_load(self.cache, r), r, rng, self.size, self.margin)
-        return torch.from_numpy(np.stack([real, fake])), torch.tensor([0.0, 1.0])
+        if rng.random() < self.sbi_share:
+            r = self._sbi_face(rng)
+            real, fake = make_example(_load(self.cache, r), r, rng, self.size, self.margin)
+        else:
+            a, b = self.sampler.draw(rng, 0), self.sampler.draw(rng, 1)
+            real = labelled_example(_load(self.cache, a), a, rng, self.size, self.margin)
+            fake = labelled_example(_load(self.cache, b), b, rng, self.size, self.margin)
+        pair = np.stack([confound(real, rng), confound(fake, rng)])
+        return torch.from_numpy(pair), torch.tensor([0.0, 1.0])
 
 
 class Normalize(nn.Module):
@@ -255,9 +366,28 @@ class Normalize(nn.Module):
         return ((x - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
 
 
+def native_bf16() -> bool:
+    """Whether this CPU runs bf16 natively (AVX512-BF16 or AMX); elsewhere bf16 autocast is emulated, ~9x slower.
+
+    torch's kernels must use AVX512 (`get_cpu_capability`), and the CPU must list a bf16 instruction set.
+    """
+    if torch.backends.cpu.get_cpu_capability() not in ("AVX512", "AMX"):
+        return False
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 def _backbone(cfg: TrainConfig) -> nn.Module:
     model = create_model(cfg.arch)
-    if cfg.pretrained:
+    if cfg.init:
+        ckpt = torch.load(cfg.init, map_location="cpu", weights_only=True)
+        if ckpt.get("profile", {}).get("arch") != cfg.arch:
+            raise ValueError(f"{cfg.init} is not a {cfg.arch} deepscreen checkpoint")
+        model.load_state_dict(ckpt["state_dict"], strict=True)
+    elif cfg.pretrained:
         state = torch.load(cfg.pretrained, map_location="cpu", weights_only=True)
         state = {k: v for k, v in state.items() if not k.startswith("classifier.1.")}
         missing, unexpected = model.load_state_dict(state, strict=False)
@@ -343,22 +473,50 @@ def selection_clips(cfg: TrainConfig) -> tuple[list[np.ndarray], list[int]]:
     return [crops[i] for i in used], labels
 
 
+def _fingerprint(path: str) -> tuple[int, str]:
+    """A file's size and the hash of its first MiB: the same clip under another name or folder."""
+    with open(path, "rb") as fh:
+        return os.path.getsize(path), hashlib.sha256(fh.read(1 << 20)).hexdigest()
+
+
+def labelled_clips(cfg: TrainConfig) -> list[LabelledVideo]:
+    """The labelled training clips, less the excluded methods; refuses any clip of the selection set."""
+    items = [it for root in cfg.labelled for it in load_dataset(root)
+             if not (it.label and it.method in cfg.exclude_methods)]
+    if cfg.select_on:
+        chosen_on = {_fingerprint(it.path) for it in load_dataset(cfg.select_on)}
+        both = [it.path for it in items if _fingerprint(it.path) in chosen_on]
+        if both:
+            raise ValueError(f"{len(both)} training clip(s) are also in the selection set {cfg.select_on} "
+                             f"(first: {both[0]}); checkpoints must be chosen on clips never trained on")
+    return items
+
+
 def train(cfg: TrainConfig, inputs: list[str]) -> dict:
-    """Cache faces, train with SBI pairs, keep the best checkpoint by held-out score; resumable."""
+    """Cache faces, train on SBI pairs (and labelled clips), keep the best checkpoint by held-out score; resumable."""
     torch.manual_seed(cfg.seed)
+    bf16 = native_bf16() if cfg.bf16 is None else cfg.bf16
     run = Path(cfg.run_dir)
     run.mkdir(parents=True, exist_ok=True)
     setup = {**asdict(cfg), "inputs": [os.path.abspath(p) for p in inputs]}
     _check_same_run(run, setup)
     (run / "config.json").write_text(json.dumps(setup, indent=2))
-    chooser = selection_clips(cfg) if cfg.select_on else None  # first: a set that cannot choose fails fast
+    labelled_items = labelled_clips(cfg)  # first, with the chooser: inputs that cannot work fail fast
+    chooser = selection_clips(cfg) if cfg.select_on else None
     records = build_cache(inputs, cfg.cache_dir, cfg.frames_per_video)
+    labelled = cache_labelled(labelled_items, cfg.cache_dir, cfg.frames_per_clip)
     tr, va = split(records, cfg.val_fraction, cfg.seed)
-    log.info("faces: %d train, %d validation (%d groups held out)", len(tr), len(va), len({r.group for r in va}))
+    log.info("faces: %d train, %d validation (%d groups held out); %d labelled (%d fake); bf16 %s",
+             len(tr), len(va), len({r.group for r in va}), len(labelled), sum(r.label for r in labelled), bf16)
     vx_real, vx_fake, vkinds = validation_set(va, cfg.cache_dir, cfg.input_size, cfg.margin, cfg.seed)
 
+    names = [os.path.basename(os.path.normpath(p)) for p in inputs + cfg.labelled]
     profile = ModelProfile(name=cfg.name, arch=cfg.arch, input_size=cfg.input_size, margin=cfg.margin,
-                           extra={"method": "SBI", "train_inputs": [os.path.basename(os.path.normpath(p)) for p in inputs]})
+                           extra={"method": "SBI + labelled video" if labelled else "SBI", "train_inputs": names})
+    if cfg.exclude_methods:
+        profile.extra["excluded_methods"] = list(cfg.exclude_methods)
+    if cfg.init:
+        profile.extra["init"] = os.path.basename(cfg.init)
     if cfg.select_on:
         profile.extra["chosen_on_videos"] = os.path.basename(os.path.normpath(cfg.select_on))
     model = _backbone(cfg).to(memory_format=torch.channels_last)
@@ -382,7 +540,7 @@ def train(cfg: TrainConfig, inputs: list[str]) -> dict:
         log.info("resumed at step %d (best so far %.4f)", step, best["select"])
 
     data = PairDataset(tr, cfg.cache_dir, cfg.input_size, cfg.margin, cfg.steps * cfg.pairs_per_batch,
-                       cfg.video_share, cfg.seed)
+                       cfg.video_share, cfg.seed, labelled, cfg.sbi_share)
     order = list(range(step * cfg.pairs_per_batch, len(data)))
     loader = DataLoader(torch.utils.data.Subset(data, order), batch_size=cfg.pairs_per_batch,
                         num_workers=cfg.workers, persistent_workers=cfg.workers > 0)
@@ -393,7 +551,7 @@ def train(cfg: TrainConfig, inputs: list[str]) -> dict:
     for x, y in loader:
         x = x.flatten(0, 1)
         y = y.flatten().unsqueeze(1)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             loss = loss_fn(model(norm(x)).float(), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -410,10 +568,10 @@ def train(cfg: TrainConfig, inputs: list[str]) -> dict:
             logf.flush()
         if step % cfg.val_every == 0 or step == cfg.steps:
             final = ema.module if ema is not None else model
-            m = evaluate(_predict(final, norm, vx_real, cfg.bf16), _predict(final, norm, vx_fake, cfg.bf16), vkinds)
+            m = evaluate(_predict(final, norm, vx_real, bf16), _predict(final, norm, vx_fake, bf16), vkinds)
             if chooser is not None:
                 clips, labels = chooser
-                video_scores = [track_score(_predict(final, norm, c, cfg.bf16)) for c in clips]
+                video_scores = [track_score(_predict(final, norm, c, bf16)) for c in clips]
                 m["auc_select_videos"] = float(roc_auc_score(labels, video_scores))
                 m["select"] = m["auc_select_videos"]
             m["step"] = step

@@ -32,7 +32,7 @@ from sklearn.metrics import roc_auc_score  # noqa: E402
 
 from deepscreen import sbi  # noqa: E402
 from deepscreen.aggregate import track_score  # noqa: E402
-from deepscreen.bench import LabelledVideo, load_dataset  # noqa: E402
+from deepscreen.datasets import LabelledVideo, load_dataset  # noqa: E402
 from deepscreen.clips import face_crops  # noqa: E402
 from deepscreen.model import Detector, default_weights  # noqa: E402
 

@@ -13,7 +13,7 @@ from PIL import Image
 from deepscreen.faces import FaceFinder, crop_face
 from deepscreen.model import Detector, create_model
 from deepscreen.sbi import self_blend
-from deepscreen.training import CachedFace, Normalize, TrainConfig, make_example, train
+from deepscreen.training import BalancedSampler, CachedFace, Normalize, TrainConfig, make_example, train
 
 SHIPPED = Path(__file__).resolve().parent.parent / "weights" / "deepscreen-sbi-mnv2.pt"
 
@@ -106,3 +106,77 @@ def test_shipped_weights_score_a_self_blended_face_above_the_face(face):
              for seed in range(8)]
     real_score, fake_scores = det.score([real])[0], det.score(fakes)
     assert fake_scores.mean() > real_score
+
+
+def _face_record(group: str, label: int, source: str, method: str = "") -> CachedFace:
+    return CachedFace(f"{group}.jpg", group, "labelled", [0, 0, 1, 1], [[0, 0]] * 5, label, source, method)
+
+
+def test_balanced_sampler_weighs_sources_and_methods_not_clips():
+    # Reals: source "big" has 30 clips of 10 faces, "small" one clip of 1 face. Fakes: "swap" has 20 clips,
+    # "gen" has 2 (one of 40 faces). Every source or method must come up about equally often.
+    records = [_face_record(f"big{c}", 0, "big") for c in range(30) for _ in range(10)]
+    records += [_face_record("small0", 0, "small")]
+    records += [_face_record(f"swap{c}", 1, "s", "swap") for c in range(20)]
+    records += [_face_record("gen0", 1, "g", "gen")] + [_face_record("gen1", 1, "g", "gen") for _ in range(40)]
+    sampler = BalancedSampler(records)
+    rng = np.random.default_rng(0)
+    reals = [sampler.draw(rng, 0) for _ in range(4000)]
+    fakes = [sampler.draw(rng, 1) for _ in range(4000)]
+    assert all(r.label == 0 for r in reals) and all(r.label == 1 for r in fakes)
+    assert abs(sum(r.source == "small" for r in reals) / 4000 - 0.5) < 0.03
+    assert abs(sum(r.method == "gen" for r in fakes) / 4000 - 0.5) < 0.03
+    gen = [r for r in fakes if r.method == "gen"]  # within a method, clips alike whatever their length
+    assert abs(sum(r.group == "gen0" for r in gen) / len(gen) - 0.5) < 0.05
+    assert not BalancedSampler(records[:5]).has(1)
+
+
+def test_confounds_come_at_the_same_rate_whatever_the_label(face):
+    """A training pair's two sides get corner insets, captions and black surrounds equally often."""
+    from deepscreen import confounds
+
+    image, f = face
+    crop = crop_face(image, f.box, 0.3, 96)
+    rng = np.random.default_rng(1)
+    changed = [[not np.array_equal(confounds.confound(crop, rng), crop) for _ in range(600)] for _ in range(2)]
+    expected = 1 - (1 - confounds.INSET_P) * (1 - confounds.CAPTION_P) * (1 - confounds.ON_BLACK_P)
+    for side in changed:
+        assert abs(np.mean(side) - expected) < 0.05
+    inset = confounds.corner_inset(crop, np.random.default_rng(2))
+    corners = [inset[:20, :20], inset[:20, -20:], inset[-20:, :20], inset[-20:, -20:]]
+    originals = [crop[:20, :20], crop[:20, -20:], crop[-20:, :20], crop[-20:, -20:]]
+    assert sum(not np.array_equal(a, b) for a, b in zip(corners, originals)) == 1  # exactly one corner
+    assert np.array_equal(inset[40:56, 40:56], crop[40:56, 40:56])  # the face itself untouched
+    black = confounds.on_black(crop, np.random.default_rng(3))
+    assert black[0, 0].sum() == 0 and np.array_equal(black[48, 48], crop[48, 48])
+
+
+def test_training_on_labelled_clips(tmp_path, astronaut_png, face_clip, two_face_clip, no_face_clip):
+    labelled = tmp_path / "labelled"
+    labelled.mkdir()
+    for name, clip in (("real.mp4", face_clip), ("fake.mp4", two_face_clip), ("empty.mp4", no_face_clip)):
+        (labelled / name).write_bytes(clip.read_bytes())
+    (labelled / "labels.csv").write_text("file,label,source,method\nreal.mp4,real,cam,\n"
+                                         "fake.mp4,fake,web,Tint\nempty.mp4,fake,web,Nothing\n")
+    chooser = tmp_path / "choose"
+    chooser.mkdir()
+    (chooser / "labels.csv").write_text(f"file,label\n{face_clip},real\n{two_face_clip},fake\n")
+    cfg, data = _tiny_run(tmp_path, astronaut_png, face_clip, labelled=[str(labelled)], frames_per_clip=3,
+                          sbi_share=0.5, select_on=str(chooser), select_frames=3)
+    # The chooser holds the very clips of the labelled set: refused before any training.
+    with pytest.raises(ValueError, match="also in the selection set"):
+        train(cfg, [str(data)])
+    for name in ("real.mp4", "fake.mp4"):  # now other files (the guard is by content), of the same pictures
+        (labelled / name).write_bytes((labelled / name).read_bytes() + b"\0")
+    best = train(cfg, [str(data)])
+    assert best["step"] in (2, 4)
+    cached = [r for f in (tmp_path / "cache" / "labelled").glob("*/faces.json") for r in json.loads(f.read_text())]
+    assert {(r["label"], r["source"], r["method"]) for r in cached} == {(0, "cam", ""), (1, "web", "Tint")}
+    assert len([r for r in cached if r["label"] == 1]) == 3  # 3 frames of two people: the largest face of each
+    det = Detector.load(cfg.out, device="cpu")
+    assert det.profile.extra["method"] == "SBI + labelled video"
+    assert det.profile.extra["train_inputs"] == ["real", "labelled"]
+    # Leaving a method out drops its clips from training and says so in the profile.
+    run2 = replace(cfg, run_dir=str(tmp_path / "run2"), out=str(tmp_path / "m2.pt"), exclude_methods=["Tint"])
+    train(run2, [str(data)])
+    assert Detector.load(run2.out, device="cpu").profile.extra["excluded_methods"] == ["Tint"]

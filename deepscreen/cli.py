@@ -300,6 +300,44 @@ def bench(dataset: str, labels: str | None, out_dir: str, frames: int, threshold
 
 @main.command(epilog="""
 \b
+Example (how the shipped default's threshold was set, see weights/README.md):
+  deepscreen calibrate ../shared/data/select --weights weights/deepscreen-sbi-mnv2.pt
+""")
+@click.argument("dataset", type=click.Path(exists=True, file_okay=False))
+@click.option("--weights", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="The checkpoint whose default threshold is set (rewritten in place).")
+@click.option("--max-fpr", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.05,
+              show_default=True, help="The largest share of the set's real clips the threshold may flag.")
+@click.option("--labels", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="A labels CSV (file,label[,source,method]) instead of the layout's own labels.")
+@click.option("-o", "--out-dir", default="calibration-results", show_default=True,
+              help="Bench reports, per-video results (an interrupted run resumes) and calibration.json.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+def calibrate(dataset: str, weights: str, max_fpr: float, labels: str | None, out_dir: str, device: str) -> None:
+    """Set the default threshold of WEIGHTS on labelled clips (DATASET): at most --max-fpr of reals flagged.
+
+    The clips are screened with scan's default settings; use clips kept apart from training and testing.
+    """
+    from .calibrate import calibrate as run_calibration
+    from .screener import Screener
+
+    try:
+        screener = Screener(weights=weights, device=device)
+    except ModelError as e:
+        raise click.UsageError(str(e)) from e
+    progress = _progress()
+    try:
+        record = run_calibration(weights, dataset, out_dir, screener, max_fpr, labels, progress)
+    except ValueError as e:
+        raise click.UsageError(str(e)) from e
+    finally:
+        progress.close()
+    click.echo(f"threshold {record['threshold']:.4f}: {record['reals_flagged']} of {record['reals']} real and "
+               f"{record['fakes_caught']} of {record['fakes']} fake clips at or above it; written into {weights}")
+
+
+@main.command(epilog="""
+\b
 Example (the shipped default, see weights/README.md):
   deepscreen train ../shared/data/train-real --out weights/deepscreen-sbi-mnv2.pt \\
       --pretrained ../shared/weights/mobilenet_v2-b0353104.pth

@@ -72,9 +72,24 @@ def create_model(arch: str) -> nn.Module:
 
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, profile: ModelProfile) -> None:
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    _save_atomic({"format": FORMAT, "profile": profile.to_dict(), "state_dict": state}, path)
+
+
+def _save_atomic(ckpt: dict, path: str | os.PathLike) -> None:
     tmp = f"{path}.tmp"
-    torch.save({"format": FORMAT, "profile": profile.to_dict(), "state_dict": state}, tmp)
+    torch.save(ckpt, tmp)
     os.replace(tmp, path)
+
+
+def update_profile(path: str | os.PathLike, threshold: float | None = None, **extra) -> None:
+    """Rewrite a checkpoint's profile in place (same weights): a new default threshold, extra facts."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise ModelError(f"{Path(path).name} is not a deepscreen detector checkpoint")
+    if threshold is not None:
+        ckpt["profile"]["threshold"] = float(threshold)
+    ckpt["profile"].setdefault("extra", {}).update(extra)
+    _save_atomic(ckpt, path)
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

@@ -2,8 +2,9 @@
 
     .venv/bin/python scripts/look_check.py LABELLED_DIR [--weights FILE] [--frames 8] [--json OUT]
 
-A manipulation detector should score a clip about the same whether it is grey, darker, blurred or sharper:
-none of those changes blends a face into a frame. This script takes the largest face in `--frames` evenly
+A manipulation detector should score a clip about the same whether it is grey, darker, blurred or sharper,
+or whether a corner holds an inset photo, a caption or nothing (masked grey), or the face sits on black:
+none of those changes manipulates a face. This script takes the largest face in `--frames` evenly
 spaced frames of each labelled video (the same MTCNN and crop rule as `deepscreen scan`), applies each
 whole-crop change below to real and fake clips alike, and prints per source the mean video score (mean of the
 top half of the face scores, as a track is scored) and the AUC over all clips. Large moves of the real sources'
@@ -30,7 +31,7 @@ if str(ROOT) not in sys.path:
 
 from sklearn.metrics import roc_auc_score  # noqa: E402
 
-from deepscreen import sbi  # noqa: E402
+from deepscreen import confounds, sbi  # noqa: E402
 from deepscreen.aggregate import track_score  # noqa: E402
 from deepscreen.datasets import LabelledVideo, load_dataset  # noqa: E402
 from deepscreen.clips import face_crops  # noqa: E402
@@ -57,6 +58,22 @@ def _half(img: np.ndarray) -> np.ndarray:
     return cv2.resize(cv2.resize(img, (w // 2, h // 2), interpolation=cv2.INTER_AREA), (w, h))
 
 
+def _corners_masked(img: np.ndarray, k: float = 0.3) -> np.ndarray:
+    """Mid-grey over each corner (30% of the side): where source insets and watermarks sit."""
+    out = img.copy()
+    h, w = img.shape[:2]
+    ch, cw = round(h * k), round(w * k)
+    for ys in (slice(0, ch), slice(h - ch, h)):
+        for xs in (slice(0, cw), slice(w - cw, w)):
+            out[ys, xs] = 128
+    return out
+
+
+def _marked(mark):
+    """A non-manipulation mark of training's own kind, drawn the same way on every crop (a fixed seed)."""
+    return lambda x: mark(x, np.random.default_rng(0))
+
+
 LOOKS = {
     "original": lambda x: x,
     "grey": lambda x: np.repeat(cv2.cvtColor(x, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2),
@@ -67,6 +84,10 @@ LOOKS = {
     "sharpen": _sharpen,
     "half-res": _half,
     "jpeg40": lambda x: sbi._jpeg(x, 40),  # the training degradation's own JPEG round trip
+    "corners": _corners_masked,
+    "inset": _marked(confounds.corner_inset),
+    "caption": _marked(confounds.caption),
+    "on-black": _marked(confounds.on_black),
 }
 
 

@@ -22,13 +22,13 @@ def test_look_check(tmp_path, face_clip, two_face_clip, no_face_clip, tiny_weigh
                       f"{face_clip},real,astro,\n{no_face_clip},real,astro,\n{two_face_clip},fake,astro,mirror\n")
     work, out = tmp_path / "work", tmp_path / "report.json"
     args = [str(tmp_path), "--weights", str(tiny_weights), "--frames", "4", "--workdir", str(work)]
-    assert look_check.main(args + ["--looks", "original,grey,darker", "--json", str(out)]) == 0
+    assert look_check.main(args + ["--looks", "original,grey,darker,corners,inset", "--json", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "original" in printed and "grey" in printed and "astro (fake)" in printed and "AUC" in printed
 
     report = json.loads(out.read_text())
     assert report["videos"] == 3 and report["without_faces"] == [str(no_face_clip)]
-    assert list(report["looks"]) == ["original", "grey", "darker"]
+    assert list(report["looks"]) == ["original", "grey", "darker", "corners", "inset"]
     for look in report["looks"].values():
         assert set(look["scores"]) == {str(face_clip), str(two_face_clip)}
         assert all(0.0 <= s <= 1.0 for s in look["scores"].values())

@@ -1,0 +1,91 @@
+"""How well does a training recipe catch a generator it has never seen?  Leave-one-method-out runs.
+
+    .venv/bin/python scripts/leave_one_out.py RUN_DIR --methods Hallo3,DeepFaceLive [--steps 300] [--json OUT]
+
+RUN_DIR is a finished `deepscreen train` run with labelled clips: its config.json is the recipe. For each
+method, the same recipe is trained again with that method's fakes left out (`--exclude-method`), for `--steps`
+steps, in RUN_DIR/leave-out/<method>/ (resumable: run the command again after an interruption). Then the
+left-out method's clips (from the labelled training set) are scored against the real clips of the selection
+set (`select_on`: sources never trained on) by the model that never saw the method and by RUN_DIR's own model,
+which did. The gap between the two is what a new generator costs; the first number is the estimate for one.
+Video score: the mean of the top half of the largest face's scores in `--frames` evenly spaced frames.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from dataclasses import fields, replace
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from sklearn.metrics import roc_auc_score  # noqa: E402
+
+from deepscreen.aggregate import track_score  # noqa: E402
+from deepscreen.clips import face_crops  # noqa: E402
+from deepscreen.datasets import load_dataset  # noqa: E402
+from deepscreen.model import Detector  # noqa: E402
+from deepscreen.training import TrainConfig, train  # noqa: E402
+
+
+def score_clips(weights: str, crops: list[np.ndarray]) -> list[float]:
+    det = Detector.load(weights, device="auto")
+    return [track_score(det.score(list(c))) for c in crops]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("run_dir", help="a finished `deepscreen train` run with --labelled and --select-on")
+    ap.add_argument("--methods", required=True, help="comma-separated fake methods to leave out, one at a time")
+    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--frames", type=int, default=8)
+    ap.add_argument("--json", help="write the table here")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    run = Path(args.run_dir)
+    setup = json.loads((run / "config.json").read_text())
+    inputs = setup.pop("inputs")
+    base = TrainConfig(**{f.name: setup[f.name] for f in fields(TrainConfig) if f.name in setup})
+    if not base.labelled or not base.select_on:
+        ap.error(f"{run} was not trained with --labelled and --select-on")
+    items = [it for root in base.labelled for it in load_dataset(root)]
+    reals = [it for it in load_dataset(base.select_on) if it.label == 0]
+    cache = Path(base.cache_dir) / "leave-out"
+    margin, size = base.margin, base.input_size
+    real_crops = [c for c in face_crops(reals, args.frames, margin, size, cache) if len(c)]
+    results = {}
+    for method in [m.strip() for m in args.methods.split(",") if m.strip()]:
+        left_out = [it for it in items if it.label == 1 and it.method == method]
+        if not left_out:
+            ap.error(f"no fake of method {method!r} in {base.labelled}")
+        where = run / "leave-out" / method
+        where.mkdir(parents=True, exist_ok=True)
+        cfg = replace(base, exclude_methods=[method], steps=args.steps, run_dir=str(where),
+                      out=str(where / "model.pt"), val_every=min(base.val_every, args.steps))
+        train(cfg, inputs)
+        fake_crops = [c for c in face_crops(left_out, args.frames, margin, size, cache) if len(c)]
+        y = [0] * len(real_crops) + [1] * len(fake_crops)
+        row = {"clips": len(fake_crops), "select_reals": len(real_crops), "steps": args.steps}
+        for name, weights in (("unseen", cfg.out), ("seen", base.out)):
+            s = score_clips(weights, real_crops + fake_crops)
+            row[f"auc_{name}"] = float(roc_auc_score(y, s))
+            row[f"fake_mean_{name}"] = float(np.mean(s[len(real_crops):]))
+        results[method] = row
+        logging.info("%s: %s", method, row)
+    print(f"{'method left out':<18}{'clips':>6}{'AUC unseen':>12}{'AUC seen':>10}{'fake mean unseen':>18}{'seen':>7}")
+    for m, r in results.items():
+        print(f"{m:<18}{r['clips']:>6}{r['auc_unseen']:12.3f}{r['auc_seen']:10.3f}"
+              f"{r['fake_mean_unseen']:18.3f}{r['fake_mean_seen']:7.3f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -81,13 +81,16 @@ def _save_atomic(ckpt: dict, path: str | os.PathLike) -> None:
     os.replace(tmp, path)
 
 
-def update_profile(path: str | os.PathLike, threshold: float | None = None, **extra) -> None:
-    """Rewrite a checkpoint's profile in place (same weights): a new default threshold, extra facts."""
+def update_profile(path: str | os.PathLike, threshold: float | None = None, version: str | None = None,
+                   **extra) -> None:
+    """Rewrite a checkpoint's profile in place (same weights): a new default threshold or version, extra facts."""
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise ModelError(f"{Path(path).name} is not a deepscreen detector checkpoint")
     if threshold is not None:
         ckpt["profile"]["threshold"] = float(threshold)
+    if version is not None:
+        ckpt["profile"]["version"] = version
     ckpt["profile"].setdefault("extra", {}).update(extra)
     _save_atomic(ckpt, path)
 

@@ -6,8 +6,9 @@ RUN_DIR is a finished `deepscreen train` run with labelled clips: its config.jso
 method, the same recipe is trained again with that method's fakes left out (`--exclude-method`), for `--steps`
 steps, in RUN_DIR/leave-out/<method>/ (resumable: run the command again after an interruption). Then the
 left-out method's clips (from the labelled training set) are scored against the real clips of the selection
-set (`select_on`: sources never trained on) by the model that never saw the method and by RUN_DIR's own model,
-which did. The gap between the two is what a new generator costs; the first number is the estimate for one.
+set (`select_on`: sources never trained on) by the model that never saw the method and by a control model
+trained the same way for as many steps with nothing left out (RUN_DIR/leave-out/none/), which did. The gap
+between the two is what a new generator costs; the first number is the estimate for one.
 Video score: the mean of the top half of the largest face's scores in `--frames` evenly spaced frames.
 """
 from __future__ import annotations
@@ -59,20 +60,28 @@ def main(argv: list[str] | None = None) -> int:
     cache = Path(base.cache_dir) / "leave-out"
     margin, size = base.margin, base.input_size
     real_crops = [c for c in face_crops(reals, args.frames, margin, size, cache) if len(c)]
-    results = {}
-    for method in [m.strip() for m in args.methods.split(",") if m.strip()]:
-        left_out = [it for it in items if it.label == 1 and it.method == method]
-        if not left_out:
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    for method in methods:
+        if not any(it.label == 1 and it.method == method for it in items):
             ap.error(f"no fake of method {method!r} in {base.labelled}")
-        where = run / "leave-out" / method
+
+    def trained(excluded: list[str], name: str) -> str:
+        where = run / "leave-out" / name
         where.mkdir(parents=True, exist_ok=True)
-        cfg = replace(base, exclude_methods=[method], steps=args.steps, run_dir=str(where),
+        cfg = replace(base, exclude_methods=excluded, steps=args.steps, run_dir=str(where),
                       out=str(where / "model.pt"), val_every=min(base.val_every, args.steps))
         train(cfg, inputs)
+        return cfg.out
+
+    control = trained([], "none")
+    results = {}
+    for method in methods:
+        left_out = [it for it in items if it.label == 1 and it.method == method]
+        unseen = trained([method], method)
         fake_crops = [c for c in face_crops(left_out, args.frames, margin, size, cache) if len(c)]
         y = [0] * len(real_crops) + [1] * len(fake_crops)
         row = {"clips": len(fake_crops), "select_reals": len(real_crops), "steps": args.steps}
-        for name, weights in (("unseen", cfg.out), ("seen", base.out)):
+        for name, weights in (("unseen", unseen), ("seen", control)):
             s = score_clips(weights, real_crops + fake_crops)
             row[f"auc_{name}"] = float(roc_auc_score(y, s))
             row[f"fake_mean_{name}"] = float(np.mean(s[len(real_crops):]))

@@ -15,9 +15,24 @@ import numpy as np
 
 from . import media
 from .datasets import LabelledVideo
-from .faces import FaceFinder, crop_face
+from .faces import Face, FaceFinder, crop_face
 
 log = logging.getLogger("deepscreen.clips")
+
+
+def largest_faces(path: str, frames: int, finder: FaceFinder) -> list[tuple[media.Frame, Face]]:
+    """The largest face in each of `frames` evenly spaced frames of a clip; frames without a face are left out.
+
+    A clip that cannot be read gives none, with a warning, so one bad file does not stop a batch.
+    """
+    try:
+        info = media.probe(path)
+        sampled = list(media.read_frames(path, info, media.sample_times(info, frames=frames)))
+    except media.MediaError as e:
+        log.warning("skipped %s: %s", path, e.message)
+        return []
+    found = finder.find([f.image for f in sampled], [f.t for f in sampled]) if sampled else []
+    return [(frame, max(faces, key=lambda f: f.size)) for frame, faces in zip(sampled, found) if faces]
 
 
 def face_crops(items: list[LabelledVideo], frames: int, margin: float, size: int, cache: Path) -> list[np.ndarray]:
@@ -36,17 +51,8 @@ def face_crops(items: list[LabelledVideo], frames: int, margin: float, size: int
     finder = FaceFinder(min_face=40)
     out = []
     for it in items:
-        crops = []
-        try:
-            info = media.probe(it.path)
-            sampled = list(media.read_frames(it.path, info, media.sample_times(info, frames=frames)))
-        except media.MediaError as e:
-            log.warning("skipped %s: %s", it.path, e.message)
-            sampled = []
-        if sampled:
-            for frame, faces in zip(sampled, finder.find([f.image for f in sampled], [f.t for f in sampled])):
-                if faces:
-                    crops.append(crop_face(frame.image, max(faces, key=lambda f: f.size).box, margin, size))
+        found = largest_faces(it.path, frames, finder)
+        crops = [crop_face(frame.image, face.box, margin, size) for frame, face in found]
         out.append(np.stack(crops) if crops else np.zeros((0, size, size, 3), np.uint8))
     cache.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npz")

@@ -35,7 +35,7 @@ from . import media
 from .aggregate import track_score
 from .confounds import confound
 from .datasets import LabelledVideo, load_dataset
-from .clips import face_crops
+from .clips import face_crops, largest_faces
 from .faces import FaceFinder, crop_box, crop_face
 from .inputs import is_video_name
 from .model import ModelProfile, create_model, save_checkpoint
@@ -220,20 +220,11 @@ def cache_labelled(items: list[LabelledVideo], cache_dir: str, frames: int, devi
         if not index.exists():
             finder = finder or FaceFinder(device=device, min_face=40)
             records = []
-            try:
-                info = media.probe(it.path)
-                decoded = list(media.read_frames(it.path, info, media.sample_times(info, frames=frames)))
-            except media.MediaError as e:
-                log.warning("skipping %s: %s", it.path, e.message)
-                decoded = []
-            found = finder.find([f.image for f in decoded], [f.t for f in decoded]) if decoded else []
-            for frame, faces in zip(decoded, found):
-                face = _largest(faces)
-                if face is not None:
-                    r = _store(cache, f"labelled/{key}/{frame.index:03d}.jpg", frame.image, face,
-                               group=f"clip:{key}", kind="labelled")
-                    r.label, r.source, r.method = it.label, it.source, it.method
-                    records.append(r)
+            for frame, face in largest_faces(it.path, frames, finder):
+                r = _store(cache, f"labelled/{key}/{frame.index:03d}.jpg", frame.image, face,
+                           group=f"clip:{key}", kind="labelled")
+                r.label, r.source, r.method = it.label, it.source, it.method
+                records.append(r)
             if not records:
                 log.warning("no face found in %s", it.path)
             index.parent.mkdir(parents=True, exist_ok=True)

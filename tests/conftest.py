@@ -113,6 +113,17 @@ def screener(tiny_weights):
     return Screener(weights=tiny_weights, device="cpu", frames=8)
 
 
+def load_script(name: str):
+    """A script under scripts/ as a module, so its functions can be tested like the package's."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parent.parent / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def box_inside(box, region, slack: float = 0.25) -> bool:
     """True when a detected box lies on a region, allowing `slack` of the region's size."""
     x1, y1, x2, y2 = region

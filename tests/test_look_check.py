@@ -1,22 +1,13 @@
 """scripts/look_check.py on clips the tests render: crops cached once, every look scored, faceless clips named."""
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "look_check.py"
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location("look_check", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from conftest import load_script
 
 
 def test_look_check(tmp_path, face_clip, two_face_clip, no_face_clip, tiny_weights, capsys):
-    look_check = _load()
+    look_check = load_script("look_check")
     labels = tmp_path / "labels.csv"
     labels.write_text("file,label,source,method\n"
                       f"{face_clip},real,astro,\n{no_face_clip},real,astro,\n{two_face_clip},fake,astro,mirror\n")

@@ -1,23 +1,14 @@
 """scripts/temporal_check.py's aggregations, on hand-made bench records (no decoding, no model)."""
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
 from deepscreen.datasets import LabelledVideo
 from deepscreen.results import ScreenResult, TrackResult
 
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "temporal_check.py"
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location("temporal_check", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from conftest import load_script
 
 
 def _track(scores, times=None, track_id=0):
@@ -27,7 +18,7 @@ def _track(scores, times=None, track_id=0):
 
 
 def test_aggregations_read_face_scores_in_time_order_over_counted_tracks(tmp_path):
-    tc = _load()
+    tc = load_script("temporal_check")
     records = [
         # face scores listed out of time order: flicker must follow time, not list order
         ScreenResult(path="/v/a.mp4", status="ok", tracks=[_track([0.9, 0.1, 0.5], times=[2.0, 0.0, 1.0])]),

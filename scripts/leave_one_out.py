@@ -46,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--methods", required=True, help="comma-separated fake methods to leave out, one at a time")
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--frames", type=int, default=8)
+    ap.add_argument("--init", help="the checkpoint the runs start from, when RUN_DIR's --init file has since changed")
     ap.add_argument("--json", help="write the table here")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -53,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     setup = json.loads((run / "config.json").read_text())
     inputs = setup.pop("inputs")
     base = TrainConfig(**{f.name: setup[f.name] for f in fields(TrainConfig) if f.name in setup})
+    base = replace(base, init=args.init or base.init)
     if not base.labelled or not base.select_on:
         ap.error(f"{run} was not trained with --labelled and --select-on")
     items = [it for root in base.labelled for it in load_dataset(root)]

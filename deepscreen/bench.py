@@ -530,14 +530,19 @@ def write_reports(
 
 def run_bench(dataset: str, out_dir: str, screener: Any, labels: str | None = None,
               progress: Any = None) -> dict[str, Any]:
-    """Screen a labelled dataset with the scan pipeline and report on it.
+    """Screen a labelled dataset with the scan pipeline and report on it; returns the metrics."""
+    return bench_items(load_dataset(dataset, labels), out_dir, screener, progress)[0]
+
+
+def bench_items(items: list[LabelledVideo], out_dir: str, screener: Any,
+                progress: Any = None) -> tuple[dict[str, Any], dict[str, ScreenResult]]:
+    """Screen labelled videos, report on them; returns the metrics and every video's record by path.
 
     Per-video records go to out_dir/results.jsonl as they are made, so an interrupted bench picks up where it
     stopped; throughput counts only the videos screened in this run.
     """
     from .results import ResultWriter, open_results
 
-    items = load_dataset(dataset, labels)
     os.makedirs(out_dir, exist_ok=True)
     done, fh = open_results(os.path.join(out_dir, "results.jsonl"))
     results = {_norm(r.path): r for r in done}
@@ -556,4 +561,4 @@ def run_bench(dataset: str, out_dir: str, screener: Any, labels: str | None = No
     metrics["throughput"] = throughput(fresh, time.monotonic() - start) if fresh else None
     metrics["model"] = next((r.model for r in results.values() if r.model), {})
     metrics["paths"] = write_reports(metrics, items, results, out_dir)
-    return metrics
+    return metrics, results

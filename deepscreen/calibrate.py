@@ -13,22 +13,18 @@ import json
 import os
 from typing import Any
 
-from .bench import _norm, run_bench, thresholds_at_fpr
+from .bench import _labelled_scores, bench_items, thresholds_at_fpr
 from .datasets import load_dataset
 from .model import update_profile
-from .results import open_results
 
 
 def calibrate(weights: str, dataset: str, out_dir: str, screener: Any, max_fpr: float = 0.05,
               labels: str | None = None, progress: Any = None) -> dict[str, Any]:
     """Screen `dataset`, choose the threshold, write it into `weights`; returns the calibration record."""
-    metrics = run_bench(dataset, out_dir, screener, labels, progress)
-    done, fh = open_results(os.path.join(out_dir, "results.jsonl"))
-    fh.close()
-    scores = {_norm(r.path): r.score for r in done if r.status == "ok" and r.score is not None}
-    items = [it for it in load_dataset(dataset, labels) if _norm(it.path) in scores]
-    y = [it.label for it in items]
-    s = [scores[_norm(it.path)] for it in items]
+    items = load_dataset(dataset, labels)
+    metrics, results = bench_items(items, out_dir, screener, progress)
+    labels_scored, scores, _ = _labelled_scores(items, results)
+    y, s = labels_scored.tolist(), scores.tolist()
     if len(set(y)) < 2:
         raise ValueError(f"{dataset}: calibrating needs scored real and fake clips "
                          f"({y.count(0)} real, {y.count(1)} fake scored)")

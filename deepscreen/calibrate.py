@@ -46,6 +46,7 @@ def calibrate(weights: str, dataset: str, out_dir: str, screener: Any, max_fpr: 
         "auc": metrics["auc"],
         "frames": screener.frames,
         "detect_every": screener.faces.detect_every,
+        "early_exit": screener.early_exit,
         "date": datetime.date.today().isoformat(),
     }
     update_profile(weights, threshold=threshold, calibration=record)

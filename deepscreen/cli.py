@@ -53,6 +53,15 @@ DETECT_EVERY = click.option(
     help="Search whole frames for faces on every Nth sampled frame (and whenever frames are over 1 s apart); "
          "in between, search only around the faces found. 1: every frame.")
 
+EARLY_EXIT = click.option(
+    "--early-exit/--no-early-exit", default=True, show_default=True,
+    help="Look at every 4th sampled frame first and stop there when the score is clearly on one side of the "
+         "threshold (the record says stopped: early); --no-early-exit looks at all --frames.")
+
+RUNTIME = click.option(
+    "--runtime", type=click.Choice(["auto", "torch", "onnx"]), default="auto", show_default=True,
+    help="Where the detector runs: auto is ONNX Runtime on a CPU (same scores, faster), PyTorch on a GPU.")
+
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="deepscreen")
@@ -108,8 +117,11 @@ def _read_list(source: str) -> Iterator[str]:
 @click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True,
               help="Videos hashed, probed and decoded ahead of the models.")
 @DETECT_EVERY
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Seconds allowed per video; ffmpeg is killed and the record says 'timeout'.")
+@EARLY_EXIT
+@RUNTIME
+@click.option("--timeout", type=click.FloatRange(min=0), default=None,
+              help="Seconds allowed per video; ffmpeg is then killed and the record says 'timeout'. "
+                   "Default: sized from each video (60 s plus 4 s per second of video decoded); 0: no limit.")
 @click.option("--recursive/--no-recursive", default=True, show_default=True, help="Walk sub-folders.")
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="local: this machine; ray: a Ray cluster (pip install 'deepscreen[ray]'; files on shared storage).")
@@ -121,8 +133,8 @@ def _read_list(source: str) -> Iterator[str]:
 @click.pass_context
 def scan(ctx: click.Context, paths: tuple[str, ...], from_list: str | None, output: str, fmt: str | None,
          resume: bool, frames: int, fps: float | None, threshold: float | None, device: str, weights: str | None,
-         batch_size: int, workers: int, detect_every: int, timeout: float | None, recursive: bool, engine: str,
-         ray_address: str | None, report_path: str | None, fail_on_fake: bool) -> None:
+         batch_size: int, workers: int, detect_every: int, early_exit: bool, runtime: str, timeout: float | None,
+         recursive: bool, engine: str, ray_address: str | None, report_path: str | None, fail_on_fake: bool) -> None:
     """Screen videos (files or folders) and write one record per video."""
     if not paths and not from_list:
         raise click.UsageError("give at least one PATH or --from-list")
@@ -137,7 +149,8 @@ def scan(ctx: click.Context, paths: tuple[str, ...], from_list: str | None, outp
     from .screener import RunStats, Screener  # torch and friends load only once options are valid
 
     options = dict(weights=weights, device=device, frames=frames, fps=fps, threshold=threshold,
-                   batch_size=batch_size, workers=workers, detect_every=detect_every, timeout=timeout)
+                   batch_size=batch_size, workers=workers, detect_every=detect_every, early_exit=early_exit,
+                   runtime=runtime, timeout=timeout)
     run_stats = RunStats()
     if engine == "ray":
         from .ray_engine import RayEngineError, screen_with_ray
@@ -272,15 +285,18 @@ Examples:
 @click.option("--weights", type=click.Path(dir_okay=False), default=None)
 @click.option("--batch-size", type=click.IntRange(1, 1024), default=32, show_default=True)
 @DETECT_EVERY
+@EARLY_EXIT
+@RUNTIME
 def bench(dataset: str, labels: str | None, out_dir: str, frames: int, threshold: float | None, device: str,
-          weights: str | None, batch_size: int, detect_every: int) -> None:
+          weights: str | None, batch_size: int, detect_every: int, early_exit: bool, runtime: str) -> None:
     """Measure detection quality (AUC, AP, EER...) and speed on a labelled DATASET folder."""
     from .bench import format_table, run_bench
     from .screener import Screener
 
     try:
         screener = Screener(weights=weights, device=device, frames=frames, threshold=threshold,
-                            batch_size=batch_size, detect_every=detect_every)
+                            batch_size=batch_size, detect_every=detect_every, early_exit=early_exit,
+                            runtime=runtime)
     except ModelError as e:
         raise click.UsageError(str(e)) from e
     progress = _progress()
@@ -316,13 +332,14 @@ Example (how the shipped default's threshold was set, see weights/README.md):
 def calibrate(dataset: str, weights: str, max_fpr: float, labels: str | None, out_dir: str, device: str) -> None:
     """Set the default threshold of WEIGHTS on labelled clips (DATASET): at most --max-fpr of reals flagged.
 
-    The clips are screened with scan's default settings; use clips kept apart from training and testing.
+    The clips are screened with scan's default settings, every sampled frame looked at (early exit stops around
+    the threshold being chosen here); use clips kept apart from training and testing.
     """
     from .calibrate import calibrate as run_calibration
     from .screener import Screener
 
     try:
-        screener = Screener(weights=weights, device=device)
+        screener = Screener(weights=weights, device=device, early_exit=False)
     except ModelError as e:
         raise click.UsageError(str(e)) from e
     progress = _progress()

@@ -77,26 +77,31 @@ class FaceFinder:
         """
         return min(1.0, MTCNN_MIN / self.min_face, self.detect_side / max(width, height))
 
-    def find(self, images: list[np.ndarray], times: list[float], first_index: int = 0) -> list[list[Face]]:
+    def find(self, images: list[np.ndarray], times: list[float], first_index: int = 0,
+             known: dict[int, list[Face]] | None = None) -> list[list[Face]]:
         """Detect faces in same-sized RGB frames of one video, in time order; returns one list per frame.
 
         The first frame, every `detect_every`-th after it, and any frame more than `TRACK_S` after the last
         such frame are searched whole. Each other frame is searched only in a small window around each face
         of the last whole-frame search (`_refind`): a person who appears between two whole-frame searches is
-        found at the next one.
+        found at the next one. `known` holds whole-frame searches already made (`search`), by frame index: those
+        frames count as searched and are not searched again.
         """
         if not images:
             return []
         h, w = images[0].shape[:2]
         if min(h, w) < self.min_face:  # no face we would keep fits (and MTCNN fails below its 12 px cell)
             return [[] for _ in images]
+        known = known or {}
         key_of: list[int] = []  # for each frame, the whole-frame search it relies on
         for i, t in enumerate(times):
             k = key_of[-1] if key_of else 0
-            key_of.append(i if not key_of or i - k >= self.detect_every or t - times[k] > TRACK_S else k)
+            new_key = not key_of or i - k >= self.detect_every or t - times[k] > TRACK_S or first_index + i in known
+            key_of.append(i if new_key else k)
         keys = sorted(set(key_of))
-        out: list[list[Face]] = [[] for _ in images]
-        for i, faces in zip(keys, self._detect([images[i] for i in keys])):
+        out: list[list[Face]] = [known.get(first_index + i, []) for i in range(len(images))]
+        todo = [i for i in keys if first_index + i not in known]
+        for i, faces in zip(todo, self._detect([images[i] for i in todo])):
             out[i] = faces
         around = [(i, face.box) for i, k in enumerate(key_of) if k != i for face in out[k]]
         found = self._refind([images[i] for i, _ in around], [box for _, box in around])
@@ -108,6 +113,17 @@ class FaceFinder:
                 face.frame_index, face.t = first_index + i, times[i]
         return out
 
+    def search(self, images: list[np.ndarray], times: list[float], indices: list[int]) -> list[list[Face]]:
+        """Whole-frame search of same-sized frames that need not be neighbours (an early first pass)."""
+        h, w = images[0].shape[:2] if images else (0, 0)
+        if not images or min(h, w) < self.min_face:
+            return [[] for _ in images]
+        out = self._detect(images)
+        for faces, t, index in zip(out, times, indices):
+            for face in faces:
+                face.frame_index, face.t = index, t
+        return out
+
     def _keep(self, box: np.ndarray, prob: float, landmarks: np.ndarray) -> Face | None:
         face = Face(frame_index=-1, t=0.0, box=box.astype(np.float32), prob=float(prob),
                     landmarks=landmarks.astype(np.float32))
@@ -115,6 +131,8 @@ class FaceFinder:
 
     def _detect(self, images: list[np.ndarray]) -> list[list[Face]]:
         """Whole-frame MTCNN on a copy scaled by `detection_scale`, in batches."""
+        if not images:
+            return []
         h, w = images[0].shape[:2]
         scale = self.detection_scale(w, h)
         out: list[list[Face]] = []

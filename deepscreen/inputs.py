@@ -35,14 +35,14 @@ def is_video_name(name: str) -> bool:
 def iter_inputs(paths: Iterable[str], recursive: bool = True, stats: WalkStats | None = None) -> Iterator[str]:
     """Yield files to screen, as they are found (the first result need not wait for the whole walk).
 
-    An explicit path is always yielded, whatever it is, so it gets a record. In folders, entries named like
-    videos are yielded (a folder named `x.mp4` too: it gets an `unsupported` record); symlinked folders are
-    not followed, which also makes symlink loops harmless. A folder that cannot be read is counted in
-    `stats.unreadable_dirs` and the walk goes on.
+    An explicit path is always yielded, whatever it is, so it gets a record, unless it is a folder: folders are
+    walked, whatever their name (`clips.mp4/` is a folder of clips, not a broken video). In folders, files named
+    like videos are yielded; symlinked folders are not followed, which also makes symlink loops harmless. A
+    folder that cannot be read is counted in `stats.unreadable_dirs` and the walk goes on.
     """
     stats = stats if stats is not None else WalkStats()
     for path in paths:
-        if os.path.isdir(path) and not is_video_name(path):
+        if os.path.isdir(path):
             yield from _walk(path, recursive, stats)
         else:
             yield path
@@ -54,10 +54,10 @@ def _walk(top: str, recursive: bool, stats: WalkStats) -> Iterator[str]:
         folder = pending.pop()
         subfolders: list[str] = []
         for entry in _entries(folder, stats):
-            if is_video_name(entry.name):
-                yield entry.path
-            elif _is_real_dir(entry):
+            if _is_real_dir(entry):
                 subfolders.append(entry.name)
+            elif is_video_name(entry.name):
+                yield entry.path
             else:
                 stats.skipped += 1
         if recursive:

@@ -402,7 +402,11 @@ def degrade(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     r = rng.random()
     if r < 0.05:  # black-and-white footage
         img = np.repeat(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
-    elif r < 0.4:  # white balance, exposure and saturation differ from camera to camera
+    elif r < 0.15:  # colour grading and coloured stage light turn skin any hue; that is not manipulation
+        hsv = cv2.cvtColor(img, cv2.COLOR_RGB2HSV)
+        hsv[..., 0] = (hsv[..., 0].astype(np.int32) + int(rng.integers(-30, 31))) % 180  # 2 degrees a unit
+        img = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+    elif r < 0.45:  # white balance, exposure and saturation differ from camera to camera
         f = img.astype(np.float32) * rng.uniform(0.85, 1.15, size=3).astype(np.float32)
         mean = f.mean()
         f = (f - mean) * rng.uniform(0.85, 1.15) + mean + rng.uniform(-15, 15)

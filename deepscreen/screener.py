@@ -9,6 +9,7 @@ frames through a small bounded queue, so memory stays flat however long the vide
 from __future__ import annotations
 
 import errno
+import math
 import os
 import queue
 import threading
@@ -17,6 +18,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Container, Iterable, Iterator
 
+import numpy as np
 
 from . import __version__, media
 from .aggregate import build_tracks, video_score
@@ -26,6 +28,23 @@ from .report import Evidence
 from .results import ScreenResult
 
 _END = object()
+PROBE_TIMEOUT_S = 30.0  # ffprobe reads headers only; when it takes this long, the file is hostile or the disk is gone
+TIMEOUT_BASE_S = 60.0  # a default limit's allowance for hashing, probing and a busy machine...
+TIMEOUT_PER_S = 4.0  # ...plus this many seconds per second of video decoded (a 4K h264 clip decodes at ~3.5x real time here)
+EARLY_STRIDE = 4  # the early first pass: every 4th sampled frame (8 of the default 32)
+EARLY_MIN_FRAMES = 16  # fewer sampled frames than this: no first pass (it would be 3 frames or fewer)
+EARLY_MARGIN = 2.0  # logits between the first pass's score and the threshold that end the look (chosen on select/)
+SEEK_SPAN_S = 5.0  # video decoded per seek (up to a keyframe interval) when a long video is sampled by seeking
+
+
+def default_timeout(info: media.VideoInfo, times: list[float]) -> float:
+    """The per-video limit when none is set: generous for any honest file, finite for a hostile one.
+
+    A short clip is decoded whole (one select pass), so the limit grows with its duration; a long one is sampled
+    by seeking, so it grows with the frames asked for, not with hours of video.
+    """
+    decoded = info.duration if info.duration <= media.SEEK_AFTER_S else min(info.duration, SEEK_SPAN_S * len(times))
+    return TIMEOUT_BASE_S + TIMEOUT_PER_S * max(0.0, decoded)
 
 
 @dataclass
@@ -41,6 +60,8 @@ class _Decoded:
     claimed: threading.Event = field(default_factory=threading.Event)
     same_as: ScreenResult | None = None  # a previous record with the same content (resume)
     copy_of: "_Decoded | None" = None  # an earlier job in this run with the same content (dedupe)
+    times: list[float] = field(default_factory=list)  # the sample times asked of the decoder
+    cancel: threading.Event = field(default_factory=threading.Event)  # the main thread needs no more frames
     skip: bool = False  # already recorded under this very path: nothing to write
     final: ScreenResult | None = None  # the finished record, for later copies to repeat
 
@@ -100,9 +121,14 @@ class Screener:
     def __init__(self, weights: str | os.PathLike | None = None, device: str = "auto", frames: int = 32,
                  fps: float | None = None, threshold: float | None = None, batch_size: int = 32,
                  min_face: int = 40, detect_every: int = 4, workers: int = 2, timeout: float | None = None,
-                 keep_evidence: bool = False):
+                 keep_evidence: bool = False, early_exit: bool = True, runtime: str = "auto"):
+        """`timeout`: seconds a video may take from opening to its last decoded frame (ffmpeg is then killed and
+        the record says `timeout`); None sizes it from each video (`default_timeout`), 0 sets no limit.
+        `early_exit`: stop after a first pass over every 4th sampled frame when the answer is clear (`_Look`).
+        `runtime`: the detector's (`model.Detector`): auto runs it in ONNX Runtime on a CPU, in PyTorch on a GPU."""
         self.device = resolve_device(device)
-        self.detector = Detector.load(weights or default_weights(), device=str(self.device), batch_size=batch_size)
+        self.detector = Detector.load(weights or default_weights(), device=str(self.device), batch_size=batch_size,
+                                      runtime=runtime)
         self.faces = FaceFinder(device=self.device, min_face=min_face, detect_every=detect_every)
         self.frames = frames
         self.fps = fps
@@ -110,6 +136,7 @@ class Screener:
         self.workers = max(1, workers)
         self.timeout = timeout
         self.keep_evidence = keep_evidence
+        self.early_exit = early_exit
         self.evidence: dict[str, list[Evidence]] = {}  # flagged videos' top face crops, for the HTML report
 
     # -- public API -------------------------------------------------------------------------------------
@@ -198,19 +225,34 @@ class Screener:
             if job.same_as or job.copy_of:
                 return
             t0 = time.monotonic()
-            deadline = start + self.timeout if self.timeout else None
-            job.info = media.probe(job.path, timeout=self.timeout or 30.0)
+            limit, limit_note = self.timeout, ""
+            job.info = media.probe(job.path, timeout=PROBE_TIMEOUT_S if limit is None else (limit or None))
             job.timings["probe"] = time.monotonic() - t0
             t0 = time.monotonic()
             waited = 0.0  # time blocked on a full queue (the models behind) is not decoding time
             times = media.sample_times(job.info, self.frames, self.fps)
-            for frame in media.read_frames(job.path, job.info, times, deadline=deadline):
-                t1 = time.monotonic()
-                job.frames.put(frame)
-                waited += time.monotonic() - t1
+            if limit is None:
+                limit = default_timeout(job.info, times)
+                limit_note = f"{limit:g} s, the default for a {job.info.duration:g} s video; see --timeout"
+            else:
+                limit_note = f"{limit:g} s"
+            deadline = start + limit if limit else None
+            job.times = times
+            frames = media.read_frames(job.path, job.info, times, deadline=deadline)
+            try:
+                for frame in frames:
+                    if job.cancel.is_set():
+                        break
+                    t1 = time.monotonic()
+                    job.frames.put(frame)
+                    waited += time.monotonic() - t1
+            finally:
+                frames.close()  # kills ffmpeg when the main thread stopped early
             job.timings["decode"] = time.monotonic() - t0 - waited
         except media.MediaError as e:
             job.result.status, job.result.message = e.status, e.message
+            if e.status == "timeout" and limit_note:
+                job.result.message += f" ({limit_note})"
         except Exception as e:  # noqa: BLE001 - one bad file must not stop the batch
             job.result.status, job.result.message = "error", f"{type(e).__name__}: {e}"
         finally:
@@ -218,69 +260,43 @@ class Screener:
             job.frames.put(_END)
 
     def _finish(self, job: _Decoded) -> ScreenResult:
-        """Main thread: detect faces as frames arrive, then score, aggregate and fill the record."""
+        """Main thread: find and score faces as frames arrive, then aggregate and fill the record."""
         job.claimed.wait()
         if job.same_as or job.copy_of:
             job.frames.get()  # the worker's end marker: it decoded nothing
             self.stats.duplicates += 1
             return duplicate_record(job.same_as or job.copy_of.final, job.path, job.result.mtime,
                                     job.timings.get("hash", 0.0))
-        faces: list[Face] = []
-        sampled, with_faces, scale = 0, 0, 1.0
-        detect_s = 0.0
-        batch: list[media.Frame] = []
-
-        def detect(frames: list[media.Frame]) -> None:
-            nonlocal with_faces, detect_s
-            t0 = time.monotonic()
-            found = self.faces.find([f.image for f in frames], [f.t for f in frames], frames[0].index)
-            size, margin = self.detector.profile.input_size, self.detector.profile.margin
-            for frame, frame_faces in zip(frames, found):
-                with_faces += bool(frame_faces)
-                for face in frame_faces:
-                    face.crop = crop_face(frame.image, face.box, margin, size)
-                faces.extend(frame_faces)
-            detect_s += time.monotonic() - t0
-
+        look = _Look(self, job)
         error = None
-        ended = False
         try:
-            while (frame := job.frames.get()) is not _END:
-                sampled += 1
-                scale = frame.scale
-                batch.append(frame)
-                if len(batch) >= self.faces.chunk:
-                    detect(batch)
-                    batch = []
-            ended = True
-            if batch:
-                detect(batch)
+            look.run()
         except Exception as e:  # noqa: BLE001 - one bad file must not stop the batch
             error = e
-            while not ended and job.frames.get() is not _END:  # let the worker finish; its frames are useless now
-                pass
+            look.drain()
         result = job.result  # read only now: the worker may have replaced it
         if error is not None:
             result.status, result.message = "error", f"{type(error).__name__}: {error}"
+        faces, scores = look.faces, look.scores
         try:
             result.timings.update({k: round(v, 4) for k, v in job.timings.items()})
-            result.timings["detect"] = round(detect_s, 4)
-            if result.status == "ok" and sampled == 0:
+            result.timings["detect"] = round(look.detect_s, 4)
+            if result.status == "ok" and look.sampled == 0:
                 result.status, result.message = "decode_error", "no frame could be decoded"
             if result.status == "ok" and not faces:
-                result.status, result.message = "no_face", f"no face found in {sampled} sampled frames"
+                result.status, result.message = "no_face", f"no face found in {look.sampled} sampled frames"
             if result.status == "ok":
-                t0 = time.monotonic()
-                scores = self.detector.score([f.crop for f in faces])
-                result.timings["score"] = round(time.monotonic() - t0, 4)
+                faces, scores = look.scored()
+                result.timings["score"] = round(look.score_s, 4)
                 link_tracks(_by_frame(faces))
-                result.tracks = build_tracks(faces, scores, scale)
+                result.tracks = build_tracks(faces, np.asarray(scores), look.scale)
                 result.score = round(float(video_score(result.tracks)), 6)
         except Exception as e:  # noqa: BLE001 - one bad file must not stop the batch
             result.status, result.message = "error", f"{type(e).__name__}: {e}"
             result.score, result.tracks = None, []
-        result.frames_sampled = sampled
-        result.frames_with_faces = with_faces
+        result.frames_sampled = look.sampled
+        result.frames_with_faces = len({f.frame_index for f in faces})
+        result.stopped = look.stopped
         result.threshold = self.threshold
         result.verdict = "unknown" if result.score is None else ("fake" if result.score >= self.threshold else "real")
         if self.keep_evidence and result.verdict == "fake":
@@ -296,6 +312,119 @@ class Screener:
         if result.sha256 and self._by_hash.get(result.sha256) is job:
             self._by_hash[result.sha256] = result  # keep the record, free the job
         return result
+
+
+class _Look:
+    """One video's frames through face finding and scoring, stopping after a first pass when the answer is clear.
+
+    The first pass is every EARLY_STRIDE-th sampled frame, spread over the whole video and searched whole (with
+    the default `detect_every` of 4, the very frames a full look searches whole). When the video's score on them
+    is EARLY_MARGIN logits or more from the threshold, decoding is cancelled and the record says
+    `stopped: "early"`. Otherwise the frames held back are searched as a full look searches them, reusing the
+    first pass: the faces found are those found without early exit.
+    """
+
+    def __init__(self, screener: "Screener", job: _Decoded):
+        self.screener, self.job = screener, job
+        self.faces: list[Face] = []
+        self.scores: list[float] = []  # of faces[:len(scores)]
+        self.sampled, self.scale = 0, 1.0
+        self.detect_s = self.score_s = 0.0
+        self.stopped = "end"
+        self._ended = False
+        self._held: list[media.Frame] = []  # frames not yet through `find`, in time order
+        self._first: list[media.Frame] = []  # first-pass frames not yet searched
+        self._known: dict[int, list[Face]] = {}  # first-pass searches, by frame index
+
+    def run(self) -> None:
+        s = self.screener
+        early, last_first = None, -1
+        while (frame := self.job.frames.get()) is not _END:
+            self.sampled += 1
+            self.scale = frame.scale
+            if early is None:
+                n = len(self.job.times)
+                early = s.early_exit and s.fps is None and n >= EARLY_MIN_FRAMES
+                last_first = (n - 1) // EARLY_STRIDE * EARLY_STRIDE
+            self._held.append(frame)
+            if early:
+                if frame.index % EARLY_STRIDE == 0:
+                    self._first.append(frame)
+                    if len(self._first) == s.faces.batch_size or frame.index >= last_first:
+                        self._search_first()
+                if frame.index < last_first:
+                    continue
+                early = False
+                if self._clear():
+                    self.stopped, self.sampled = "early", len(self._known)
+                    self.drain()
+                    return
+            self._find_held(final=False)
+        self._ended = True
+        if self._first:  # the video ended before the first pass did
+            self._search_first()
+        self._find_held(final=True)
+
+    def drain(self) -> None:
+        """Stop the decoder and take what it already queued (its end marker included)."""
+        self.job.cancel.set()
+        while not self._ended and self.job.frames.get() is not _END:
+            pass
+        self._ended = True
+
+    def score_new(self) -> None:
+        new = self.faces[len(self.scores):]
+        if new:
+            t0 = time.monotonic()
+            self.scores.extend(float(x) for x in self.screener.detector.score([f.crop for f in new]))
+            self.score_s += time.monotonic() - t0
+
+    def scored(self) -> tuple[list[Face], list[float]]:
+        """Every face found, in time order (the first pass's come first in `faces`), with its score."""
+        self.score_new()
+        order = sorted(range(len(self.faces)), key=lambda i: self.faces[i].frame_index)
+        return [self.faces[i] for i in order], [self.scores[i] for i in order]
+
+    def _crop(self, frame: media.Frame, faces: list[Face]) -> None:
+        size, margin = self.screener.detector.profile.input_size, self.screener.detector.profile.margin
+        for face in faces:
+            face.crop = crop_face(frame.image, face.box, margin, size)
+        self.faces.extend(faces)
+
+    def _search_first(self) -> None:
+        t0 = time.monotonic()
+        frames, self._first = self._first, []
+        found = self.screener.faces.search([f.image for f in frames], [f.t for f in frames], [f.index for f in frames])
+        for frame, faces in zip(frames, found):
+            self._known[frame.index] = faces
+            self._crop(frame, faces)
+        self.detect_s += time.monotonic() - t0
+
+    def _find_held(self, final: bool) -> None:
+        chunk = self.screener.faces.chunk
+        while len(self._held) >= chunk or (final and self._held):
+            t0 = time.monotonic()
+            frames, self._held = self._held[:chunk], self._held[chunk:]
+            found = self.screener.faces.find([f.image for f in frames], [f.t for f in frames], frames[0].index,
+                                             known=self._known)
+            for frame, faces in zip(frames, found):
+                if frame.index not in self._known:
+                    self._crop(frame, faces)
+            self.detect_s += time.monotonic() - t0
+
+    def _clear(self) -> bool:
+        """Whether the first pass's video score lies EARLY_MARGIN logits or more from the threshold."""
+        if not self.faces:
+            return False
+        self.score_new()
+        link_tracks(_by_frame(self.faces))
+        score = video_score(build_tracks(self.faces, np.asarray(self.scores), self.scale))
+        return abs(_logit(score) - _logit(self.screener.threshold)) >= EARLY_MARGIN
+
+
+def _logit(p: float) -> float:
+    p = min(max(p, 1e-6), 1 - 1e-6)
+    return math.log(p / (1 - p))
 
 
 def _top_faces(faces: list[Face], scores, per_track: int = 3) -> list[Evidence]:

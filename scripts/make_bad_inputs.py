@@ -118,7 +118,8 @@ def build(c: Corpus) -> None:
     c.add("text.mp4", UNSUPPORTED).write_text("this is not a video\n" * 50)
     shutil.copy(c.png, c.add("png-renamed.mp4", UNSUPPORTED))
     shutil.copy(c.jpg, c.add("jpeg-renamed.mov", UNSUPPORTED))
-    c.add("dir.mp4", UNSUPPORTED).mkdir()
+    # a folder named like a video is walked, not reported: the clip inside gets the record
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=320x240:rate=10", "-t", "1", *H264, c.add("dir.mp4/inside.mp4", NO_FACE))
 
     # -- broken or partial MP4 -------------------------------------------------------------------------------
     moov_end = c.tmp("moov-end.mp4")

@@ -18,6 +18,14 @@ from deepscreen.model import ModelProfile, create_model, save_checkpoint
 ASTRONAUT_FACE = (175, 60, 275, 190)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory):
+    """ONNX exports go to a folder of this run's own, not the user's ~/.cache (subprocesses inherit it)."""
+    import os
+
+    os.environ["DEEPSCREEN_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+
+
 def ffmpeg(*args: str) -> None:
     subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", *args], check=True)
 

@@ -52,3 +52,22 @@ def test_missing_and_foreign_files_get_clear_errors(tmp_path):
     torch.save({"weights": torch.zeros(2)}, other)
     with pytest.raises(ModelError, match="not a deepscreen detector"):
         Detector.load(other)
+
+
+def test_onnx_runtime_scores_as_pytorch_does_and_exports_once(tmp_path, monkeypatch):
+    monkeypatch.setenv("DEEPSCREEN_CACHE", str(tmp_path / "cache"))
+    torch.manual_seed(1)
+    path = tmp_path / "mnv2.pt"  # the shipped architecture, random weights
+    save_checkpoint(path, create_model("mobilenet_v2"), ModelProfile(name="t", arch="mobilenet_v2", input_size=96,
+                                                                   margin=0.3))
+    crops = [np.random.default_rng(i).integers(0, 256, (96, 96, 3), dtype=np.uint8) for i in range(5)]
+    eager = Detector.load(path, device="cpu", runtime="torch", batch_size=2)
+    onnx = Detector.load(path, device="cpu", runtime="onnx", batch_size=2)
+    assert (eager.runtime, onnx.runtime) == ("torch", "onnx") and onnx.info()["runtime"] == "onnx"
+    assert np.allclose(onnx.score(crops), eager.score(crops), atol=1e-5)
+    [export] = (tmp_path / "cache" / "onnx").iterdir()
+    assert export.name.startswith(sha256_file(path)[:16])
+    stamp = export.stat().st_mtime_ns
+    again = Detector.load(path, device="cpu")  # auto on a CPU: ONNX Runtime, from the cached export
+    assert again.runtime == "onnx" and export.stat().st_mtime_ns == stamp
+    assert np.allclose(again.score(crops[:1]), eager.score(crops[:1]), atol=1e-5)

@@ -12,7 +12,9 @@ import time
 import pytest
 from click.testing import CliRunner
 
+from deepscreen import media
 from deepscreen.cli import main
+from deepscreen.screener import default_timeout
 from conftest import ffmpeg
 
 CLI = [sys.executable, "-m", "deepscreen"]
@@ -108,9 +110,29 @@ def test_timeout_kills_ffmpeg_and_the_batch_goes_on(inbox, tiny_weights, tmp_pat
                 "--frames", "30"])
     assert res.exit_code == 0
     slow_rec, next_rec = _records(out)
-    assert slow_rec["status"] == "timeout" and "time limit" in slow_rec["message"]
+    assert slow_rec["status"] == "timeout" and "time limit (2 s)" in slow_rec["message"]
     assert next_rec["status"] == "no_face"
     assert not [p for p in _ffmpeg_children() if str(slow) in p]
+    # --timeout 0 sets no limit: the same clip is decoded to the end.
+    res = _run(["scan", slow, "-o", tmp_path / "none.jsonl", "--weights", tiny_weights, "--timeout", "0",
+                "--frames", "30"])
+    assert res.exit_code == 0
+    [rec] = _records(tmp_path / "none.jsonl")
+    assert rec["status"] == "no_face" and rec["frames_sampled"] == 30
+
+
+def test_default_timeout_follows_what_is_decoded():
+    def info(duration):
+        return media.VideoInfo(duration=duration, fps=30.0, frame_count=int(duration * 30), width=1920, height=1080,
+                               rotation=0, codec="h264", container="mp4", start_time=0.0, stream_index=0)
+
+    times = [0.0] * 32
+    short, longer = default_timeout(info(10), times), default_timeout(info(100), times)
+    assert 60 < short < longer  # a clip decoded whole: the limit grows with its length...
+    hour, day = default_timeout(info(3600), times), default_timeout(info(86400), times)
+    assert hour == day < 1000  # ...a long video is sampled by seeking: the limit follows the frames asked for
+    assert default_timeout(info(3600), times[:8]) < hour
+    assert default_timeout(info(0), times) == 60  # unknown duration: the base allowance only
 
 
 def _ffmpeg_children() -> list[str]:

@@ -29,7 +29,8 @@ def folder(tmp_path_factory, face_clip, two_face_clip, rotated_clip, no_face_cli
     (d / "empty.mp4").write_bytes(b"")
     (d / "truncated.mp4").write_bytes(face_clip.read_bytes()[:20000])
     (d / "notes.mp4").write_text("hello\n" * 100)
-    (d / "dir.mp4").mkdir()
+    (d / "dir.mp4").mkdir()  # a folder named like a video is walked, not reported
+    ffmpeg("-i", str(no_face_clip), "-c", "copy", str(d / "dir.mp4" / "inner.mkv"))
     (d / "readme.txt").write_text("not a video, skipped")
     shutil.copy(astronaut_png, d / "photo.png")
     (d / "sub").mkdir()
@@ -39,7 +40,7 @@ def folder(tmp_path_factory, face_clip, two_face_clip, rotated_clip, no_face_cli
 
 EXPECTED = {"face.mp4": "ok", "two.mp4": "ok", "rotated.mp4": "ok", "noface.mp4": "no_face",
             "empty.mp4": "unsupported", "truncated.mp4": "decode_error", "notes.mp4": "unsupported",
-            "dir.mp4": "unsupported", "-dash.mp4": "ok"}
+            "inner.mkv": "no_face", "-dash.mp4": "ok"}
 
 
 def _scan(args, output):

@@ -1,0 +1,138 @@
+"""Choosing the early-exit margin: what stopping after the first pass would change, from one full look.
+
+    .venv/bin/python scripts/early_exit_check.py LABELLED_DIR FULL_DIR [--early EARLY_DIR] [--json OUT]
+
+FULL_DIR is where `deepscreen bench LABELLED_DIR --no-early-exit -o FULL_DIR` left its results.jsonl: every
+face score with its time. For each margin, the script keeps only the faces of the first pass (every 4th sampled
+frame, as `scan` looks first), scores each video from them the way `scan` does, and stops a video there when
+that score lies the margin or more (in logits) from the threshold. It prints, per margin: the share of videos
+that stop early, the frames looked at, the verdicts that differ from the full look's, and the AUC over all
+clips. (Tracks keep the full look's person ids here; a real first pass links its faces itself.)
+
+With --early EARLY_DIR (`deepscreen bench LABELLED_DIR -o EARLY_DIR`, early exit on) it also prints the
+measured comparison of that run against the full look: videos stopped, verdicts changed, AUC, frames.
+"""
+from __future__ import annotations
+
+import argparse
+import bisect
+import json
+import math
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from sklearn.metrics import roc_auc_score  # noqa: E402
+
+from deepscreen import media  # noqa: E402
+from deepscreen.aggregate import MIN_TRACK_FACES, track_score  # noqa: E402
+from deepscreen.bench import _norm  # noqa: E402
+from deepscreen.datasets import load_dataset  # noqa: E402
+from deepscreen.results import ScreenResult, open_results  # noqa: E402
+from deepscreen.screener import EARLY_MIN_FRAMES, EARLY_STRIDE, _logit  # noqa: E402
+
+MARGINS = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0)
+
+
+def _records(bench_dir: str) -> dict[str, ScreenResult]:
+    done, fh = open_results(str(Path(bench_dir) / "results.jsonl"))
+    fh.close()
+    return {_norm(r.path): r for r in done}
+
+
+def sample_index(r: ScreenResult, frames: int) -> callable:
+    """Maps a face's time back to the index of its sampled frame (the frame is the first at or after its target)."""
+    info = media.VideoInfo(**{k: r.video[k] for k in ("duration", "fps", "frame_count", "width", "height",
+                                                      "rotation", "codec")}, container="")
+    targets = media.sample_times(info, frames)
+    if info.duration <= media.SEEK_AFTER_S:
+        targets = media._onto_frames(info, targets)
+    return lambda t: max(0, bisect.bisect_right(targets, t + 1e-3) - 1), len(targets)
+
+
+def first_pass_score(r: ScreenResult, frames: int) -> float | None:
+    """The video score from the first pass's faces only, or None when the video gets no first pass."""
+    index_of, n = sample_index(r, frames)
+    if n < EARLY_MIN_FRAMES:
+        return None
+    series = [[s for t, s in zip(tr.face_times, tr.face_scores) if index_of(t) % EARLY_STRIDE == 0]
+              for tr in r.tracks]
+    series = [s for s in series if s]
+    if not series:
+        return None
+    need = min(MIN_TRACK_FACES, max(len(s) for s in series))
+    return max(track_score(s) for s in series if len(s) >= need)
+
+
+def _auc(y: list[int], s: list[float]) -> float | None:
+    return float(roc_auc_score(y, s)) if len(set(y)) == 2 else None
+
+
+def simulate(items, full: dict[str, ScreenResult], threshold: float, frames: int) -> list[dict]:
+    scored = [(it, full[_norm(it.path)]) for it in items
+              if _norm(it.path) in full and full[_norm(it.path)].status == "ok"]
+    first = {id(r): first_pass_score(r, frames) for _, r in scored}
+    y = [it.label for it, _ in scored]
+    full_scores = [r.score for _, r in scored]
+    rows = []
+    for margin in MARGINS:
+        scores, stopped, looked, changed = [], 0, 0, 0
+        for _, r in scored:
+            f = first[id(r)]
+            early = f is not None and abs(_logit(f) - _logit(threshold)) >= margin
+            score = f if early else r.score
+            stopped += early
+            looked += math.ceil(r.frames_sampled / EARLY_STRIDE) if early else r.frames_sampled
+            changed += (score >= threshold) != (r.score >= threshold)
+            scores.append(score)
+        rows.append({"margin": margin, "videos": len(scored), "stopped_early": stopped, "verdicts_changed": changed,
+                     "frames_looked_at": looked, "frames_full": sum(r.frames_sampled for _, r in scored),
+                     "auc": _auc(y, scores), "auc_full": _auc(y, full_scores)})
+    return rows
+
+
+def measured(items, full: dict[str, ScreenResult], early: dict[str, ScreenResult]) -> dict:
+    pairs = [(it, full[k], early[k]) for it in items if (k := _norm(it.path)) in full and k in early
+             and full[k].status == "ok" and early[k].status == "ok"]
+    y = [it.label for it, _, _ in pairs]
+    return {"videos": len(pairs), "stopped_early": sum(e.stopped == "early" for _, _, e in pairs),
+            "verdicts_changed": sum(f.verdict != e.verdict for _, f, e in pairs),
+            "frames_looked_at": sum(e.frames_sampled for _, _, e in pairs),
+            "frames_full": sum(f.frames_sampled for _, f, _ in pairs),
+            "auc": _auc(y, [e.score for _, _, e in pairs]), "auc_full": _auc(y, [f.score for _, f, _ in pairs])}
+
+
+def _line(row: dict) -> str:
+    share = row["frames_looked_at"] / max(1, row["frames_full"])
+    return (f"{row['stopped_early']:4d}/{row['videos']} stopped early, {row['verdicts_changed']} verdicts changed, "
+            f"AUC {row['auc']:.4f} (full look {row['auc_full']:.4f}), {share:.0%} of the frames looked at")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("data", help="labelled videos, any layout `deepscreen bench` reads")
+    ap.add_argument("full_dir", help="the -o folder of `deepscreen bench DATA --no-early-exit`")
+    ap.add_argument("--early", help="the -o folder of `deepscreen bench DATA` (early exit on), to compare")
+    ap.add_argument("--frames", type=int, default=32, help="the --frames of the bench runs")
+    ap.add_argument("--json", help="write the rows here")
+    args = ap.parse_args(argv)
+    items = load_dataset(args.data)
+    full = _records(args.full_dir)
+    threshold = next(r.threshold for r in full.values() if r.threshold is not None)
+    out = {"threshold": threshold, "simulated": simulate(items, full, threshold, args.frames)}
+    print(f"threshold {threshold:g}; simulated from the full look:")
+    for row in out["simulated"]:
+        print(f"  margin {row['margin']:.1f}: {_line(row)}")
+    if args.early:
+        out["measured"] = measured(items, full, _records(args.early))
+        print(f"measured (early exit on): {_line(out['measured'])}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

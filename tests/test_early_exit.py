@@ -1,0 +1,39 @@
+"""Early exit: a first pass over every 4th sampled frame ends the look only when the answer is clear."""
+from __future__ import annotations
+
+import pytest
+
+from deepscreen import Screener
+from deepscreen.screener import EARLY_STRIDE
+
+
+@pytest.fixture(scope="module")
+def full(tiny_weights, face_clip):
+    return Screener(weights=tiny_weights, device="cpu", frames=32, early_exit=False).screen(str(face_clip))
+
+
+def test_a_clear_first_pass_stops_the_look_and_the_record_says_so(tiny_weights, face_clip, full):
+    # Threshold 1: any score is far below it, so the first pass (8 of 32 frames) settles the verdict.
+    early = Screener(weights=tiny_weights, device="cpu", frames=32, threshold=1.0).screen(str(face_clip))
+    assert early.status == "ok" and early.stopped == "early" and early.verdict == "real"
+    assert early.frames_sampled == 32 // EARLY_STRIDE
+    assert {t for tr in early.tracks for t in tr.face_times} < {t for tr in full.tracks for t in tr.face_times}
+    assert full.stopped == "end" and full.frames_sampled == 32
+
+
+def test_an_unclear_first_pass_looks_at_every_frame_and_finds_what_a_full_look_finds(tiny_weights, face_clip, full):
+    first = Screener(weights=tiny_weights, device="cpu", frames=32, threshold=1.0).screen(str(face_clip))
+    # A threshold right at the first pass's score: nothing is clear, so every frame is looked at.
+    unclear = Screener(weights=tiny_weights, device="cpu", frames=32, threshold=first.score).screen(str(face_clip))
+    assert unclear.stopped == "end" and unclear.frames_sampled == 32
+    assert [tr.face_times for tr in unclear.tracks] == [tr.face_times for tr in full.tracks]
+    for a, b in zip(unclear.tracks, full.tracks):
+        assert a.box == b.box and a.face_scores == pytest.approx(b.face_scores, abs=1e-5)
+    assert unclear.score == pytest.approx(full.score, abs=1e-5)
+
+
+def test_no_first_pass_on_few_frames_or_without_faces(tiny_weights, face_clip, no_face_clip):
+    s = Screener(weights=tiny_weights, device="cpu", frames=8, threshold=1.0)
+    assert s.screen(str(face_clip)).stopped == "end"
+    none = Screener(weights=tiny_weights, device="cpu", frames=32, threshold=1.0).screen(str(no_face_clip))
+    assert none.status == "no_face" and none.frames_sampled == 32

@@ -20,7 +20,8 @@ torch: each phase process would inherit its RSS as a floor.)
   (b) naive: OpenCV VideoCapture reads every frame, keeps the sampled ones, facenet-pytorch MTCNN(keep_all,
       min_face_size=20) on each at full resolution one at a time, each face crop scored alone by the same
       Detector; run on the first --naive-clips clips (an even number keeps the 720p/1080p mix), compared per video;
-  (c) deepscreen: Screener(weights, device='cpu', frames, detect_every).screen_many(all clips);
+  (c) deepscreen: Screener(weights, device='cpu', frames, detect_every, early_exit, runtime).screen_many(all clips),
+      scan's defaults unless --no-early-exit or --runtime say otherwise (what-ifs: what each part is worth);
   then deepscreen on one long 1280x720 clip (--long-minutes; the 10-s reference clip looped with stream copy,
   so it costs nothing to make) against that 10-s reference clip alone.
 Wall times count the work only; loading models and importing torch are reported as setup_s.
@@ -277,7 +278,7 @@ def phase_naive(spec: dict) -> dict:
 
     t_setup = time.monotonic()
     mtcnn = MTCNN(keep_all=True, min_face_size=20, device="cpu")
-    detector = Detector.load(spec["weights"], device="cpu")
+    detector = Detector.load(spec["weights"], device="cpu", runtime="torch")  # plain PyTorch, as a first try would
     size, margin = detector.profile.input_size, detector.profile.margin
     setup = time.monotonic() - t_setup
 
@@ -324,7 +325,7 @@ def phase_deepscreen(spec: dict) -> dict:
 
     t_setup = time.monotonic()
     screener = Screener(weights=spec["weights"], device="cpu", frames=spec["frames"],
-                        detect_every=spec["detect_every"])
+                        detect_every=spec["detect_every"], early_exit=spec["early_exit"], runtime=spec["runtime"])
     if spec.get("torch_threads"):  # a what-if, set after Screener (which may choose its own)
         torch.set_num_threads(spec["torch_threads"])
     setup = time.monotonic() - t_setup
@@ -335,6 +336,7 @@ def phase_deepscreen(spec: dict) -> dict:
     return {"wall_s": wall, "videos": len(records), "frames": sum(r.frames_sampled for r in records),
             "setup_s": setup, "torch_threads": torch.get_num_threads(), "workers": screener.workers,
             "statuses": [r.status for r in records], "timings": [dict(r.timings) for r in records],
+            "stopped_early": sum(r.stopped == "early" for r in records), "runtime": screener.detector.runtime,
             "scores": [r.score for r in records], "duplicates": screener.stats.duplicates,
             "read_path": ["seek" if d > media.SEEK_AFTER_S else "select" for d in durations],
             "seek_after_s": media.SEEK_AFTER_S}
@@ -382,7 +384,7 @@ def _child(spec: dict, tmp: Path, name: str) -> None:
 
 def run_phase(name: str, kind: str, paths: list[str], args, weights: str, tmp: Path) -> dict:
     spec = {"kind": kind, "paths": paths, "frames": args.frames, "detect_every": args.detect_every,
-            "weights": weights, "workers": 2,
+            "weights": weights, "workers": 2, "early_exit": args.early_exit, "runtime": args.runtime,
             "torch_threads": args.torch_threads, "out": str(tmp / f"{name}.json")}
     print(f"  {name}: {len(paths)} clip(s) ...", end="", flush=True)
     t0 = time.monotonic()
@@ -452,7 +454,8 @@ def report(out: dict) -> None:
     s = out["settings"]
     print(f"  set: {s['clips']} clips x {s['seconds']:g} s ({', '.join(s['sizes'])}, {FPS} fps, H.264 {PRESET} "
           f"CRF {CRF}, keyframe every {GOP_S} s), {s['frames']} frames sampled per video, whole-frame face search "
-          f"on every {s.get('detect_every', 1)}; weights {s['weights']}")
+          f"on every {s.get('detect_every', 1)}, early exit {'on' if s.get('early_exit', False) else 'off'}, "
+          f"detector runtime {out['phases']['c_deepscreen'].get('runtime', 'torch')}; weights {s['weights']}")
     gen = out["generation"]
     print(f"  generation: {gen['made']} file(s) made in {gen['seconds']:.1f} s ({gen['cached']} cached)")
 
@@ -493,7 +496,8 @@ def report(out: dict) -> None:
     print("  " + "".join(f"{k:>9}" for k in STAGES))
     print("  " + "".join(f"{_fmt(st['mean_s'].get(k), '.3f'):>9}" for k in STAGES))
     print(f"  models (detect + score) busy {_fmt(st['model_share_of_wall'], '.0%')} of the wall time; "
-          f"statuses: {st['statuses']}")
+          f"statuses: {st['statuses']}; stopped early: {out['phases']['c_deepscreen'].get('stopped_early', 0)} "
+          f"of {out['phases']['c_deepscreen']['videos']}")
 
     lc = out.get("long")
     if lc:
@@ -536,6 +540,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--long-size", default=LONG_SIZE, help=f"long clip's frame size (default {LONG_SIZE})")
     ap.add_argument("--torch-threads", type=int, default=0,
                     help="what-if: override torch's thread count (default: one per core) in the deepscreen phases")
+    ap.add_argument("--no-early-exit", dest="early_exit", action="store_false",
+                    help="what-if: deepscreen looks at every sampled frame (scan --no-early-exit)")
+    ap.add_argument("--runtime", default="auto", choices=("auto", "torch", "onnx"),
+                    help="what-if: where deepscreen's detector runs (default auto, as scan: ONNX Runtime on a CPU)")
     ap.add_argument("--json", help="write everything measured here")
     ap.add_argument("--phase-spec", help=argparse.SUPPRESS)  # internal: run one phase in this process
     args = ap.parse_args(argv)
@@ -586,7 +594,8 @@ def main(argv: list[str] | None = None) -> int:
 
     out: dict = {"machine": machine, "phases": {},
                  "settings": {"clips": args.clips, "seconds": args.seconds, "frames": args.frames,
-                              "detect_every": args.detect_every,
+                              "detect_every": args.detect_every, "early_exit": args.early_exit,
+                              "runtime": args.runtime,
                               "sizes": [f"{w}x{h}" for w, h in sizes], "fps": FPS, "gop_s": GOP_S, "preset": PRESET,
                               "crf": CRF, "long_minutes": args.long_minutes, "long_size": args.long_size,
                               "naive_clips": min(args.naive_clips, args.clips), "weights": str(weights),

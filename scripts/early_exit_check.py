@@ -20,6 +20,7 @@ import json
 import math
 import sys
 from pathlib import Path
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -43,7 +44,7 @@ def _records(bench_dir: str) -> dict[str, ScreenResult]:
     return {_norm(r.path): r for r in done}
 
 
-def sample_index(r: ScreenResult, frames: int) -> callable:
+def sample_index(r: ScreenResult, frames: int) -> tuple[Callable[[float], int], int]:
     """Maps a face's time back to the index of its sampled frame (the frame is the first at or after its target)."""
     info = media.VideoInfo(**{k: r.video[k] for k in ("duration", "fps", "frame_count", "width", "height",
                                                       "rotation", "codec")}, container="")

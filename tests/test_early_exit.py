@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pytest
+from conftest import load_script
 
 from deepscreen import Screener
 from deepscreen.screener import EARLY_STRIDE
@@ -37,3 +38,12 @@ def test_no_first_pass_on_few_frames_or_without_faces(tiny_weights, face_clip, n
     assert s.screen(str(face_clip)).stopped == "end"
     none = Screener(weights=tiny_weights, device="cpu", frames=32, threshold=1.0).screen(str(no_face_clip))
     assert none.status == "no_face" and none.frames_sampled == 32
+
+
+def test_the_margin_check_rebuilds_the_first_pass_from_a_full_look(tiny_weights, face_clip, full):
+    # scripts/early_exit_check.py chooses the margin from full looks alone: its first-pass score must be the
+    # one a real first pass gives.
+    check = load_script("early_exit_check")
+    early = Screener(weights=tiny_weights, device="cpu", frames=32, threshold=1.0).screen(str(face_clip))
+    assert check.first_pass_score(full, 32) == pytest.approx(early.score, abs=1e-5)
+    assert check.first_pass_score(full, 8) is None  # too few frames for a first pass

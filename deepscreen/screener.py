@@ -33,7 +33,7 @@ TIMEOUT_BASE_S = 60.0  # a default limit's allowance for hashing, probing and a 
 TIMEOUT_PER_S = 4.0  # ...plus this many seconds per second of video decoded (a 4K h264 clip decodes at ~3.5x real time here)
 EARLY_STRIDE = 4  # the early first pass: every 4th sampled frame (8 of the default 32)
 EARLY_MIN_FRAMES = 16  # fewer sampled frames than this: no first pass (it would be 3 frames or fewer)
-EARLY_MARGIN = 2.0  # logits between the first pass's score and the threshold that end the look (chosen on select/)
+EARLY_MARGIN = 1.5  # logits between the first pass's score and the threshold that end the look (chosen on select/)
 SEEK_SPAN_S = 5.0  # video decoded per seek (up to a keyframe interval) when a long video is sampled by seeking
 
 
@@ -296,7 +296,7 @@ class Screener:
             result.score, result.tracks = None, []
         result.frames_sampled = look.sampled
         result.frames_with_faces = len({f.frame_index for f in faces})
-        result.stopped = look.stopped
+        result.stopped = look.stopped if look.sampled else ""
         result.threshold = self.threshold
         result.verdict = "unknown" if result.score is None else ("fake" if result.score >= self.threshold else "real")
         if self.keep_evidence and result.verdict == "fake":

@@ -95,12 +95,12 @@ def simulate(items, full: dict[str, ScreenResult], threshold: float, frames: int
     return rows
 
 
-def measured(items, full: dict[str, ScreenResult], early: dict[str, ScreenResult]) -> dict:
+def measured(items, full: dict[str, ScreenResult], early: dict[str, ScreenResult], threshold: float) -> dict:
     pairs = [(it, full[k], early[k]) for it in items if (k := _norm(it.path)) in full and k in early
              and full[k].status == "ok" and early[k].status == "ok"]
     y = [it.label for it, _, _ in pairs]
     return {"videos": len(pairs), "stopped_early": sum(e.stopped == "early" for _, _, e in pairs),
-            "verdicts_changed": sum(f.verdict != e.verdict for _, f, e in pairs),
+            "verdicts_changed": sum((f.score >= threshold) != (e.score >= threshold) for _, f, e in pairs),
             "frames_looked_at": sum(e.frames_sampled for _, _, e in pairs),
             "frames_full": sum(f.frames_sampled for _, f, _ in pairs),
             "auc": _auc(y, [e.score for _, _, e in pairs]), "auc_full": _auc(y, [f.score for _, f, _ in pairs])}
@@ -118,17 +118,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("full_dir", help="the -o folder of `deepscreen bench DATA --no-early-exit`")
     ap.add_argument("--early", help="the -o folder of `deepscreen bench DATA` (early exit on), to compare")
     ap.add_argument("--frames", type=int, default=32, help="the --frames of the bench runs")
+    ap.add_argument("--threshold", type=float,
+                    help="the threshold early exit stops around (default: the one in the records; give the new one "
+                         "when the records are from `deepscreen calibrate`, which scanned before setting it)")
     ap.add_argument("--json", help="write the rows here")
     args = ap.parse_args(argv)
     items = load_dataset(args.data)
     full = _records(args.full_dir)
-    threshold = next(r.threshold for r in full.values() if r.threshold is not None)
+    threshold = args.threshold or next(r.threshold for r in full.values() if r.threshold is not None)
     out = {"threshold": threshold, "simulated": simulate(items, full, threshold, args.frames)}
     print(f"threshold {threshold:g}; simulated from the full look:")
     for row in out["simulated"]:
         print(f"  margin {row['margin']:.1f}: {_line(row)}")
     if args.early:
-        out["measured"] = measured(items, full, _records(args.early))
+        out["measured"] = measured(items, full, _records(args.early), threshold)
         print(f"measured (early exit on): {_line(out['measured'])}")
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2))

@@ -55,8 +55,8 @@ DETECT_EVERY = click.option(
 
 EARLY_EXIT = click.option(
     "--early-exit/--no-early-exit", default=True, show_default=True,
-    help="Look at every 4th sampled frame first and stop there when the score is clearly on one side of the "
-         "threshold (the record says stopped: early); --no-early-exit looks at all --frames.")
+    help="Look at every 8th, then every 4th sampled frame first, and stop there when the score is clearly on one "
+         "side of the threshold (the record says stopped: early); --no-early-exit looks at all --frames.")
 
 RUNTIME = click.option(
     "--runtime", type=click.Choice(["auto", "torch", "onnx"]), default="auto", show_default=True,

@@ -114,7 +114,7 @@ class FaceFinder:
         return out
 
     def search(self, images: list[np.ndarray], times: list[float], indices: list[int]) -> list[list[Face]]:
-        """Whole-frame search of same-sized frames that need not be neighbours (an early first pass)."""
+        """Whole-frame search of same-sized frames that need not be neighbours (an early pass)."""
         h, w = images[0].shape[:2] if images else (0, 0)
         if not images or min(h, w) < self.min_face:
             return [[] for _ in images]

@@ -44,7 +44,7 @@ class ScreenResult:
     tracks: list[TrackResult] = field(default_factory=list)
     frames_sampled: int = 0
     frames_with_faces: int = 0
-    stopped: str = ""  # "early": the first pass was clear; "end": every sampled frame was looked at; "": none decoded
+    stopped: str = ""  # "early": an early pass was clear; "end": every sampled frame was looked at; "": none decoded
     video: dict[str, Any] = field(default_factory=dict)
     model: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)

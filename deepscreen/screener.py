@@ -31,9 +31,11 @@ _END = object()
 PROBE_TIMEOUT_S = 30.0  # ffprobe reads headers only; when it takes this long, the file is hostile or the disk is gone
 TIMEOUT_BASE_S = 60.0  # a default limit's allowance for hashing, probing and a busy machine...
 TIMEOUT_PER_S = 4.0  # ...plus this many seconds per second of video decoded (a 4K h264 clip decodes at ~3.5x real time here)
-EARLY_STRIDE = 4  # the early first pass: every 4th sampled frame (8 of the default 32)
-EARLY_MIN_FRAMES = 16  # fewer sampled frames than this: no first pass (it would be 3 frames or fewer)
-EARLY_MARGIN = 1.5  # logits between the first pass's score and the threshold that end the look (chosen on select/)
+# Early exit: look at every 8th sampled frame, then every 4th, and stop after a pass whose video score lies this
+# many logits or more from the threshold (chosen on select/, scripts/early_exit_check.py). A pass over fewer than
+# EARLY_PASS_FRAMES frames is skipped.
+EARLY_PASSES = ((8, 2.5), (4, 1.5))  # (stride, margin)
+EARLY_PASS_FRAMES = 4
 SEEK_SPAN_S = 5.0  # video decoded per seek (up to a keyframe interval) when a long video is sampled by seeking
 
 
@@ -124,7 +126,7 @@ class Screener:
                  keep_evidence: bool = False, early_exit: bool = True, runtime: str = "auto"):
         """`timeout`: seconds a video may take from opening to its last decoded frame (ffmpeg is then killed and
         the record says `timeout`); None sizes it from each video (`default_timeout`), 0 sets no limit.
-        `early_exit`: stop after a first pass over every 4th sampled frame when the answer is clear (`_Look`).
+        `early_exit`: stop after an early pass over every 8th or 4th sampled frame when the answer is clear (`_Look`).
         `runtime`: the detector's (`model.Detector`): auto runs it in ONNX Runtime on a CPU, in PyTorch on a GPU."""
         self.device = resolve_device(device)
         self.detector = Detector.load(weights or default_weights(), device=str(self.device), batch_size=batch_size,
@@ -315,13 +317,13 @@ class Screener:
 
 
 class _Look:
-    """One video's frames through face finding and scoring, stopping after a first pass when the answer is clear.
+    """One video's frames through face finding and scoring, stopping after an early pass when the answer is clear.
 
-    The first pass is every EARLY_STRIDE-th sampled frame, spread over the whole video and searched whole (with
-    the default `detect_every` of 4, the very frames a full look searches whole). When the video's score on them
-    is EARLY_MARGIN logits or more from the threshold, decoding is cancelled and the record says
-    `stopped: "early"`. Otherwise the frames held back are searched as a full look searches them, reusing the
-    first pass: the faces found are those found without early exit.
+    The early passes (EARLY_PASSES) look at every 8th, then every 4th sampled frame, spread over the whole video
+    and searched whole (with the default `detect_every` of 4, the very frames a full look searches whole). When
+    the video's score after a pass is its margin or more (in logits) from the threshold, decoding is cancelled
+    and the record says `stopped: "early"`. Otherwise the frames held back are searched as a full look searches
+    them, reusing the early passes: the faces found are those found without early exit.
     """
 
     def __init__(self, screener: "Screener", job: _Decoded):
@@ -333,36 +335,37 @@ class _Look:
         self.stopped = "end"
         self._ended = False
         self._held: list[media.Frame] = []  # frames not yet through `find`, in time order
-        self._first: list[media.Frame] = []  # first-pass frames not yet searched
-        self._known: dict[int, list[Face]] = {}  # first-pass searches, by frame index
+        self._early: list[media.Frame] = []  # frames of an early pass, not yet searched
+        self._known: dict[int, list[Face]] = {}  # early passes' searches, by frame index
 
     def run(self) -> None:
         s = self.screener
-        early, last_first = None, -1
+        passes: list[tuple[int, float]] | None = None
         while (frame := self.job.frames.get()) is not _END:
             self.sampled += 1
             self.scale = frame.scale
-            if early is None:
+            if passes is None:
                 n = len(self.job.times)
-                early = s.early_exit and s.fps is None and n >= EARLY_MIN_FRAMES
-                last_first = (n - 1) // EARLY_STRIDE * EARLY_STRIDE
+                passes = [(stride, margin) for stride, margin in EARLY_PASSES
+                          if s.early_exit and s.fps is None and -(-n // stride) >= EARLY_PASS_FRAMES]
+                last = {stride: (n - 1) // stride * stride for stride, _ in passes}
             self._held.append(frame)
-            if early:
-                if frame.index % EARLY_STRIDE == 0:
-                    self._first.append(frame)
-                    if len(self._first) == s.faces.batch_size or frame.index >= last_first:
-                        self._search_first()
-                if frame.index < last_first:
+            if passes:
+                if frame.index % passes[-1][0] == 0:
+                    self._early.append(frame)
+                self._search_early(passes[0][0], complete=frame.index >= last[passes[0][0]])
+                while passes and frame.index >= last[passes[0][0]]:
+                    if self._clear(passes.pop(0)[1]):
+                        self.stopped, self.sampled = "early", len(self._known)
+                        self.drain()
+                        return
+                    if passes:
+                        self._search_early(passes[0][0], complete=frame.index >= last[passes[0][0]])
+                if passes:
                     continue
-                early = False
-                if self._clear():
-                    self.stopped, self.sampled = "early", len(self._known)
-                    self.drain()
-                    return
+                self._early = []  # no pass was clear: `find` searches what is left as a full look does
             self._find_held(final=False)
         self._ended = True
-        if self._first:  # the video ended before the first pass did
-            self._search_first()
         self._find_held(final=True)
 
     def drain(self) -> None:
@@ -380,7 +383,7 @@ class _Look:
             self.score_s += time.monotonic() - t0
 
     def scored(self) -> tuple[list[Face], list[float]]:
-        """Every face found, in time order (the first pass's come first in `faces`), with its score."""
+        """Every face found, in time order (the early passes' come first in `faces`), with its score."""
         self.score_new()
         order = sorted(range(len(self.faces)), key=lambda i: self.faces[i].frame_index)
         return [self.faces[i] for i in order], [self.scores[i] for i in order]
@@ -391,9 +394,14 @@ class _Look:
             face.crop = crop_face(frame.image, face.box, margin, size)
         self.faces.extend(faces)
 
-    def _search_first(self) -> None:
+    def _search_early(self, stride: int, complete: bool) -> None:
+        """Search the waiting frames of the pass over every `stride`-th frame: a batch at a time, or all once the
+        pass has all its frames."""
+        frames = [f for f in self._early if f.index % stride == 0]
+        if not frames or (len(frames) < self.screener.faces.batch_size and not complete):
+            return
         t0 = time.monotonic()
-        frames, self._first = self._first, []
+        self._early = [f for f in self._early if f.index % stride]
         found = self.screener.faces.search([f.image for f in frames], [f.t for f in frames], [f.index for f in frames])
         for frame, faces in zip(frames, found):
             self._known[frame.index] = faces
@@ -412,14 +420,14 @@ class _Look:
                     self._crop(frame, faces)
             self.detect_s += time.monotonic() - t0
 
-    def _clear(self) -> bool:
-        """Whether the first pass's video score lies EARLY_MARGIN logits or more from the threshold."""
+    def _clear(self, margin: float) -> bool:
+        """Whether the video score from the faces found so far lies `margin` logits or more from the threshold."""
         if not self.faces:
             return False
         self.score_new()
         link_tracks(_by_frame(self.faces))
         score = video_score(build_tracks(self.faces, np.asarray(self.scores), self.scale))
-        return abs(_logit(score) - _logit(self.screener.threshold)) >= EARLY_MARGIN
+        return abs(_logit(score) - _logit(self.screener.threshold)) >= margin
 
 
 def _logit(p: float) -> float:

@@ -1,13 +1,14 @@
-"""Choosing the early-exit margin: what stopping after the first pass would change, from one full look.
+"""Choosing the early-exit margins: what stopping after an early pass would change, from one full look.
 
-    .venv/bin/python scripts/early_exit_check.py LABELLED_DIR FULL_DIR [--early EARLY_DIR] [--json OUT]
+    .venv/bin/python scripts/early_exit_check.py LABELLED_DIR FULL_DIR [--threshold T] [--early EARLY_DIR]
 
-FULL_DIR is where `deepscreen bench LABELLED_DIR --no-early-exit -o FULL_DIR` left its results.jsonl: every
-face score with its time. For each margin, the script keeps only the faces of the first pass (every 4th sampled
-frame, as `scan` looks first), scores each video from them the way `scan` does, and stops a video there when
-that score lies the margin or more (in logits) from the threshold. It prints, per margin: the share of videos
-that stop early, the frames looked at, the verdicts that differ from the full look's, and the AUC over all
-clips. (Tracks keep the full look's person ids here; a real first pass links its faces itself.)
+FULL_DIR is where `deepscreen bench LABELLED_DIR --no-early-exit -o FULL_DIR` (or `deepscreen calibrate`) left its
+results.jsonl: every face score with its time. Scan's early passes look at every 8th, then every 4th sampled
+frame, and stop after a pass whose video score lies its margin or more (in logits) from the threshold. For a
+grid of the two margins, the script keeps only each pass's faces, scores each video from them the way `scan`
+does, and prints: the videos that stop after each pass, the frames looked at, the verdicts that differ from the
+full look's, and the AUC over all clips. (Tracks keep the full look's person ids here; a real pass links its
+faces itself.) The margins scan uses are marked.
 
 With --early EARLY_DIR (`deepscreen bench LABELLED_DIR -o EARLY_DIR`, early exit on) it also prints the
 measured comparison of that run against the full look: videos stopped, verdicts changed, AUC, frames.
@@ -33,9 +34,9 @@ from deepscreen.aggregate import MIN_TRACK_FACES, track_score  # noqa: E402
 from deepscreen.bench import _norm  # noqa: E402
 from deepscreen.datasets import load_dataset  # noqa: E402
 from deepscreen.results import ScreenResult, open_results  # noqa: E402
-from deepscreen.screener import EARLY_MIN_FRAMES, EARLY_STRIDE, _logit  # noqa: E402
+from deepscreen.screener import EARLY_PASS_FRAMES, EARLY_PASSES, _logit  # noqa: E402
 
-MARGINS = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0)
+GRID = [(m8, m4) for m8 in (1.5, 2.0, 2.5, 3.0, 4.0) for m4 in (1.0, 1.5, 2.0, 3.0)]
 
 
 def _records(bench_dir: str) -> dict[str, ScreenResult]:
@@ -54,12 +55,12 @@ def sample_index(r: ScreenResult, frames: int) -> tuple[Callable[[float], int], 
     return lambda t: max(0, bisect.bisect_right(targets, t + 1e-3) - 1), len(targets)
 
 
-def first_pass_score(r: ScreenResult, frames: int) -> float | None:
-    """The video score from the first pass's faces only, or None when the video gets no first pass."""
+def pass_score(r: ScreenResult, frames: int, stride: int) -> float | None:
+    """The video score from the faces of every `stride`-th sampled frame, or None when that pass is skipped."""
     index_of, n = sample_index(r, frames)
-    if n < EARLY_MIN_FRAMES:
+    if -(-n // stride) < EARLY_PASS_FRAMES:
         return None
-    series = [[s for t, s in zip(tr.face_times, tr.face_scores) if index_of(t) % EARLY_STRIDE == 0]
+    series = [[s for t, s in zip(tr.face_times, tr.face_scores) if index_of(t) % stride == 0]
               for tr in r.tracks]
     series = [s for s in series if s]
     if not series:
@@ -75,23 +76,27 @@ def _auc(y: list[int], s: list[float]) -> float | None:
 def simulate(items, full: dict[str, ScreenResult], threshold: float, frames: int) -> list[dict]:
     scored = [(it, full[_norm(it.path)]) for it in items
               if _norm(it.path) in full and full[_norm(it.path)].status == "ok"]
-    first = {id(r): first_pass_score(r, frames) for _, r in scored}
+    strides = [stride for stride, _ in EARLY_PASSES]
+    passes = {id(r): [pass_score(r, frames, stride) for stride in strides] for _, r in scored}
     y = [it.label for it, _ in scored]
-    full_scores = [r.score for _, r in scored]
     rows = []
-    for margin in MARGINS:
-        scores, stopped, looked, changed = [], 0, 0, 0
+    for margins in GRID:
+        scores, stopped, looked, changed = [], [0] * len(strides), 0, 0
         for _, r in scored:
-            f = first[id(r)]
-            early = f is not None and abs(_logit(f) - _logit(threshold)) >= margin
-            score = f if early else r.score
-            stopped += early
-            looked += math.ceil(r.frames_sampled / EARLY_STRIDE) if early else r.frames_sampled
+            score, used = r.score, r.frames_sampled
+            for k, (stride, margin, s) in enumerate(zip(strides, margins, passes[id(r)])):
+                if s is not None and abs(_logit(s) - _logit(threshold)) >= margin:
+                    score, used = s, math.ceil(r.frames_sampled / stride)
+                    stopped[k] += 1
+                    break
+            looked += used
             changed += (score >= threshold) != (r.score >= threshold)
             scores.append(score)
-        rows.append({"margin": margin, "videos": len(scored), "stopped_early": stopped, "verdicts_changed": changed,
-                     "frames_looked_at": looked, "frames_full": sum(r.frames_sampled for _, r in scored),
-                     "auc": _auc(y, scores), "auc_full": _auc(y, full_scores)})
+        rows.append({"margins": list(margins), "videos": len(scored), "stopped_early": sum(stopped),
+                     "stopped_after_pass": stopped, "verdicts_changed": changed, "frames_looked_at": looked,
+                     "frames_full": sum(r.frames_sampled for _, r in scored), "auc": _auc(y, scores),
+                     "auc_full": _auc(y, [r.score for _, r in scored]),
+                     "scan": tuple(margins) == tuple(m for _, m in EARLY_PASSES)})
     return rows
 
 
@@ -129,7 +134,9 @@ def main(argv: list[str] | None = None) -> int:
     out = {"threshold": threshold, "simulated": simulate(items, full, threshold, args.frames)}
     print(f"threshold {threshold:g}; simulated from the full look:")
     for row in out["simulated"]:
-        print(f"  margin {row['margin']:.1f}: {_line(row)}")
+        after = "+".join(map(str, row["stopped_after_pass"]))
+        print(f"  margins {row['margins'][0]:.1f}, {row['margins'][1]:.1f}{' (scan)' if row['scan'] else '       '}: "
+              f"{_line(row)} ({after} after each pass)")
     if args.early:
         out["measured"] = measured(items, full, _records(args.early), threshold)
         print(f"measured (early exit on): {_line(out['measured'])}")

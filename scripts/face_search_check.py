@@ -3,7 +3,7 @@
     .venv/bin/python scripts/face_search_check.py DIR [DIR ...] [--frames 8] [--first-stage 0.6,0.7,0.8]
 
 For every video under the folders (any layout `deepscreen bench` reads, or plain folders of clips), `--frames`
-evenly spaced frames are searched whole (as scan's first pass does) by FaceFinders that differ only in the
+evenly spaced frames are searched whole (as scan's early passes do) by FaceFinders that differ only in the
 first-stage (P-Net) threshold of MTCNN; fewer first-stage candidates mean fewer crops for the later stages,
 which is where most of MTCNN's CPU time goes. Printed per threshold: the seconds spent searching, and the faces
 the first threshold found that it did not (a face is the same when the boxes overlap at IoU >= 0.7), those it

@@ -1,11 +1,11 @@
-"""Early exit: a first pass over every 4th sampled frame ends the look only when the answer is clear."""
+"""Early exit: passes over every 8th, then every 4th sampled frame end the look only when the answer is clear."""
 from __future__ import annotations
 
 import pytest
 from conftest import load_script
 
 from deepscreen import Screener
-from deepscreen.screener import EARLY_STRIDE
+from deepscreen.screener import EARLY_PASSES
 
 
 @pytest.fixture(scope="module")
@@ -14,17 +14,18 @@ def full(tiny_weights, face_clip):
 
 
 def test_a_clear_first_pass_stops_the_look_and_the_record_says_so(tiny_weights, face_clip, full):
-    # Threshold 1: any score is far below it, so the first pass (8 of 32 frames) settles the verdict.
+    # Threshold 1: any score is far below it, so the first pass (4 of 32 frames) settles the verdict.
     early = Screener(weights=tiny_weights, device="cpu", frames=32, threshold=1.0).screen(str(face_clip))
     assert early.status == "ok" and early.stopped == "early" and early.verdict == "real"
-    assert early.frames_sampled == 32 // EARLY_STRIDE
+    assert early.frames_sampled == 32 // EARLY_PASSES[0][0]
     assert {t for tr in early.tracks for t in tr.face_times} < {t for tr in full.tracks for t in tr.face_times}
     assert full.stopped == "end" and full.frames_sampled == 32
 
 
 def test_an_unclear_first_pass_looks_at_every_frame_and_finds_what_a_full_look_finds(tiny_weights, face_clip, full):
     first = Screener(weights=tiny_weights, device="cpu", frames=32, threshold=1.0).screen(str(face_clip))
-    # A threshold right at the first pass's score: nothing is clear, so every frame is looked at.
+    # A threshold right at the first pass's score: neither pass is clear (the tiny model scores every face about
+    # alike), so every frame is looked at.
     unclear = Screener(weights=tiny_weights, device="cpu", frames=32, threshold=first.score).screen(str(face_clip))
     assert unclear.stopped == "end" and unclear.frames_sampled == 32
     assert [tr.face_times for tr in unclear.tracks] == [tr.face_times for tr in full.tracks]
@@ -41,9 +42,9 @@ def test_no_first_pass_on_few_frames_or_without_faces(tiny_weights, face_clip, n
 
 
 def test_the_margin_check_rebuilds_the_first_pass_from_a_full_look(tiny_weights, face_clip, full):
-    # scripts/early_exit_check.py chooses the margin from full looks alone: its first-pass score must be the
+    # scripts/early_exit_check.py chooses the margins from full looks alone: its first-pass score must be the
     # one a real first pass gives.
     check = load_script("early_exit_check")
     early = Screener(weights=tiny_weights, device="cpu", frames=32, threshold=1.0).screen(str(face_clip))
-    assert check.first_pass_score(full, 32) == pytest.approx(early.score, abs=1e-5)
-    assert check.first_pass_score(full, 8) is None  # too few frames for a first pass
+    assert check.pass_score(full, 32, EARLY_PASSES[0][0]) == pytest.approx(early.score, abs=1e-5)
+    assert check.pass_score(full, 8, 4) is None  # too few frames for a pass

@@ -89,9 +89,6 @@ class FaceFinder:
         """
         if not images:
             return []
-        h, w = images[0].shape[:2]
-        if min(h, w) < self.min_face:  # no face we would keep fits (and MTCNN fails below its 12 px cell)
-            return [[] for _ in images]
         known = known or {}
         key_of: list[int] = []  # for each frame, the whole-frame search it relies on
         for i, t in enumerate(times):
@@ -115,9 +112,6 @@ class FaceFinder:
 
     def search(self, images: list[np.ndarray], times: list[float], indices: list[int]) -> list[list[Face]]:
         """Whole-frame search of same-sized frames that need not be neighbours (an early pass)."""
-        h, w = images[0].shape[:2] if images else (0, 0)
-        if not images or min(h, w) < self.min_face:
-            return [[] for _ in images]
         out = self._detect(images)
         for faces, t, index in zip(out, times, indices):
             for face in faces:
@@ -134,6 +128,8 @@ class FaceFinder:
         if not images:
             return []
         h, w = images[0].shape[:2]
+        if min(h, w) < self.min_face:  # no face we would keep fits (and MTCNN fails below its 12 px cell)
+            return [[] for _ in images]
         scale = self.detection_scale(w, h)
         out: list[list[Face]] = []
         for start in range(0, len(images), self.batch_size):

@@ -407,3 +407,41 @@ def train(real: tuple[str, ...], out: str, pretrained: str | None, run_dir: str,
     except ValueError as e:
         raise click.UsageError(str(e)) from e
     click.echo(f"best held-out: {json.dumps(best)}; wrote {out}", err=True)
+
+
+@main.command("fit-heads", epilog="""
+\b
+Example (the shipped default, see weights/README.md):
+  deepscreen fit-heads ../shared/data/videos-train --select-on ../shared/data/select \\
+      --member runs/v5.pt 0.1 --member ../shared/weights/mobilenet_v2-b0353104.pth 1e-5 \\
+      --out weights/deepscreen-sbi-mnv2.pt
+  deepscreen calibrate ../shared/data/select --weights weights/deepscreen-sbi-mnv2.pt
+""")
+@click.argument("labelled", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--member", "members", multiple=True, required=True,
+              type=(click.Path(exists=True, dir_okay=False), click.FloatRange(min=0, min_open=True)),
+              help="BACKBONE C: a frozen MobileNetV2 (a deepscreen checkpoint or torchvision's ImageNet file) and "
+                   "the inverse L2 strength of its head (smaller: closer to the class-mean direction). Repeat "
+                   "for a committee of two.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Deployable checkpoint to write.")
+@click.option("--select-on", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Labelled videos kept apart from training: each member's and the committee's video AUC there.")
+@click.option("--cache-dir", default="cache/faces", show_default=True, help="Cached face crops (reused).")
+@click.option("--frames-per-clip", type=click.IntRange(1), default=16, show_default=True,
+              help="Faces cached per labelled clip.")
+@click.option("--exclude-method", "exclude_methods", multiple=True,
+              help="Leave the labelled fakes of this method out (repeatable).")
+def fit_heads(labelled: tuple[str, ...], members: tuple[tuple[str, float], ...], out: str, select_on: str | None,
+              cache_dir: str, frames_per_clip: int, exclude_methods: tuple[str, ...]) -> None:
+    """Fit linear heads on frozen backbones over LABELLED real and fake clips: a one- or two-member committee."""
+    from .heads import Member, fit
+
+    if len(members) > 2:
+        raise click.UsageError("a committee has one or two members")
+    logging.getLogger("deepscreen").setLevel(logging.INFO)
+    try:
+        report = fit([Member(b, c) for b, c in members], list(labelled), out, cache_dir, frames_per_clip,
+                     select_on, exclude_methods=list(exclude_methods))
+    except ValueError as e:
+        raise click.UsageError(str(e)) from e
+    click.echo(f"{json.dumps(report)}; wrote {out}", err=True)

@@ -69,7 +69,54 @@ def _tiny_cnn() -> nn.Module:
         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 1))
 
 
-ARCHITECTURES: dict[str, Callable[[], nn.Module]] = {"mobilenet_v2": _mobilenet_v2, "tiny_cnn": _tiny_cnn}
+# MobileNetV2 blocks whose globally pooled outputs a tap head reads: textures (3, 6), parts (13), the whole (18).
+TAPS = (3, 6, 13, 18)
+TAP_FEATURES = 24 + 32 + 96 + 1280
+
+
+class TapNet(nn.Module):
+    """MobileNetV2's feature layers with one linear head over pooled features of four depths.
+
+    Why: on held-out generators, a linear head that also reads the early, texture-level blocks ranks videos
+    better than the network's own last-layer classifier (weights/README.md, "committee").
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        from torchvision.models import mobilenet_v2
+
+        self.features = mobilenet_v2().features
+        self.head = nn.Linear(TAP_FEATURES, 1)
+
+    def pooled(self, x: torch.Tensor) -> torch.Tensor:
+        taps = []
+        for i, layer in enumerate(self.features):
+            x = layer(x)
+            if i in TAPS:
+                taps.append(x.mean((2, 3)))
+        return torch.cat(taps, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.pooled(x))
+
+
+class Committee(nn.Module):
+    """Tap networks whose logits add up; each head already holds its member's share and standardisation."""
+
+    def __init__(self, members: int) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(TapNet() for _ in range(members))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([m(x) for m in self.members]).sum(0)
+
+
+ARCHITECTURES: dict[str, Callable[[], nn.Module]] = {
+    "mobilenet_v2": _mobilenet_v2,
+    "tiny_cnn": _tiny_cnn,
+    "mobilenet_v2_taps": lambda: Committee(1),
+    "mobilenet_v2_taps_x2": lambda: Committee(2),
+}
 
 
 def create_model(arch: str) -> nn.Module:

@@ -278,7 +278,7 @@ def split(records: list[CachedFace], fraction: float, seed: int) -> tuple[list[C
 
 # -- 2. train ---------------------------------------------------------------------------------------------
 
-def _load(cache: Path, r: CachedFace) -> np.ndarray:
+def load_cached(cache: Path, r: CachedFace) -> np.ndarray:
     return cv2.cvtColor(cv2.imread(str(cache / r.file), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
 
 
@@ -335,11 +335,11 @@ class PairDataset(Dataset):
         rng = np.random.default_rng([self.seed, i])
         if rng.random() < self.sbi_share:
             r = self._sbi_face(rng)
-            real, fake = make_example(_load(self.cache, r), r, rng, self.size, self.margin)
+            real, fake = make_example(load_cached(self.cache, r), r, rng, self.size, self.margin)
         else:
             a, b = self.sampler.draw(rng, 0), self.sampler.draw(rng, 1)
-            real = labelled_example(_load(self.cache, a), a, rng, self.size, self.margin)
-            fake = labelled_example(_load(self.cache, b), b, rng, self.size, self.margin)
+            real = labelled_example(load_cached(self.cache, a), a, rng, self.size, self.margin)
+            fake = labelled_example(load_cached(self.cache, b), b, rng, self.size, self.margin)
         pair = np.stack([confound(real, rng), confound(fake, rng)])
         return torch.from_numpy(pair), torch.tensor([0.0, 1.0])
 
@@ -407,7 +407,7 @@ def validation_set(val: list[CachedFace], cache: str, size: int, margin: float, 
             for i in sorted(rng.choice(len(pool), min(len(pool), limit // 2), replace=False))]
     reals, fakes, kinds = [], [], []
     for r in pick:
-        real, fake = make_example(_load(Path(cache), r), r, rng, size, margin, train=False)
+        real, fake = make_example(load_cached(Path(cache), r), r, rng, size, margin, train=False)
         reals.append(real)
         fakes.append(fake)
         kinds.append(r.kind)
@@ -450,14 +450,15 @@ def _check_same_run(run: Path, setup: dict) -> None:
                          f"pass another --run-dir, or delete {run} to start over")
 
 
-def selection_clips(cfg: TrainConfig) -> tuple[list[np.ndarray], list[int]]:
+def selection_clips(select_on: str, frames: int, margin: float, size: int,
+                    cache_dir: str) -> tuple[list[np.ndarray], list[int]]:
     """Face crops and labels of the labelled videos to choose checkpoints on (clips without a face left out)."""
-    items = load_dataset(cfg.select_on)
-    crops = face_crops(items, cfg.select_frames, cfg.margin, cfg.input_size, Path(cfg.cache_dir) / "select")
+    items = load_dataset(select_on)
+    crops = face_crops(items, frames, margin, size, Path(cache_dir) / "select")
     used = [i for i, c in enumerate(crops) if len(c)]
     labels = [items[i].label for i in used]
     if len(set(labels)) < 2:
-        raise ValueError(f"{cfg.select_on}: choosing checkpoints needs real and fake videos with faces "
+        raise ValueError(f"{select_on}: choosing checkpoints needs real and fake videos with faces "
                          f"({labels.count(0)} real, {labels.count(1)} fake found)")
     log.info("choosing checkpoints on %d labelled videos (%d fake, %d real; %d without a face left out)",
              len(used), sum(labels), len(labels) - sum(labels), len(items) - len(used))
@@ -470,15 +471,14 @@ def _fingerprint(path: str) -> tuple[int, str]:
         return os.path.getsize(path), hashlib.sha256(fh.read(1 << 20)).hexdigest()
 
 
-def labelled_clips(cfg: TrainConfig) -> list[LabelledVideo]:
+def labelled_clips(roots: list[str], exclude_methods: list[str] = (), select_on: str | None = None) -> list[LabelledVideo]:
     """The labelled training clips, less the excluded methods; refuses any clip of the selection set."""
-    items = [it for root in cfg.labelled for it in load_dataset(root)
-             if not (it.label and it.method in cfg.exclude_methods)]
-    if cfg.select_on:
-        chosen_on = {_fingerprint(it.path) for it in load_dataset(cfg.select_on)}
+    items = [it for root in roots for it in load_dataset(root) if not (it.label and it.method in exclude_methods)]
+    if select_on:
+        chosen_on = {_fingerprint(it.path) for it in load_dataset(select_on)}
         both = [it.path for it in items if _fingerprint(it.path) in chosen_on]
         if both:
-            raise ValueError(f"{len(both)} training clip(s) are also in the selection set {cfg.select_on} "
+            raise ValueError(f"{len(both)} training clip(s) are also in the selection set {select_on} "
                              f"(first: {both[0]}); checkpoints must be chosen on clips never trained on")
     return items
 
@@ -492,8 +492,10 @@ def train(cfg: TrainConfig, inputs: list[str]) -> dict:
     setup = {**asdict(cfg), "inputs": [os.path.abspath(p) for p in inputs]}
     _check_same_run(run, setup)
     (run / "config.json").write_text(json.dumps(setup, indent=2))
-    labelled_items = labelled_clips(cfg)  # first, with the chooser: inputs that cannot work fail fast
-    chooser = selection_clips(cfg) if cfg.select_on else None
+    # First, with the chooser: inputs that cannot work fail fast.
+    labelled_items = labelled_clips(cfg.labelled, cfg.exclude_methods, cfg.select_on)
+    chooser = (selection_clips(cfg.select_on, cfg.select_frames, cfg.margin, cfg.input_size, cfg.cache_dir)
+               if cfg.select_on else None)
     records = build_cache(inputs, cfg.cache_dir, cfg.frames_per_video)
     labelled = cache_labelled(labelled_items, cfg.cache_dir, cfg.frames_per_clip)
     tr, va = split(records, cfg.val_fraction, cfg.seed)

@@ -9,7 +9,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from conftest import animate
+from conftest import animate, load_script
 from deepscreen.cli import main
 from deepscreen.heads import (Head, build_committee, committee_z, face_weights, fit_head, load_tapnet,
                               pooled_features)
@@ -119,3 +119,26 @@ def face(astronaut_png):
     from PIL import Image
 
     return np.asarray(Image.open(astronaut_png).convert("RGB").crop((150, 40, 300, 190)).resize((96, 96)))
+
+
+def test_leave_one_out_table_shows_what_an_unseen_method_costs():
+    """Features where method A's fakes share a direction no other method has: left out, A is missed."""
+    loo = load_script("heads_leave_one_out")
+    rng = np.random.default_rng(0)
+    records, rows = [], []
+    for clip in range(120):
+        label, method = (0, "") if clip < 60 else (1, "A" if clip < 90 else "B")
+        for _ in range(4):
+            x = rng.normal(size=6)
+            x[0] += 3 * (method == "A")
+            x[1] += 3 * (method == "B")
+            records.append(_record(f"clip{clip}", label, source=f"s{clip % 3}", method=method))
+            rows.append(x)
+    feats = [np.array(rows)]
+    reals = [[rng.normal(size=(4, 6)) for _ in range(40)]]
+    table = loo.leave_one_out(feats, records, [1.0], reals, ["A", "B"])
+    assert set(table) == {"A", "B"} and table["A"]["clips"] == 30 and table["A"]["reals"] == 40
+    for row in table.values():
+        assert row["auc_seen_committee"] > 0.9  # fitted on the method: caught
+        assert row["auc_unseen_committee"] < 0.75  # never seen: its own direction carries no weight
+        assert row["auc_seen_member0"] == row["auc_seen_committee"]  # one member: the committee is that member

@@ -23,7 +23,7 @@ import numpy as np
 from . import __version__, media
 from .aggregate import build_tracks, video_score
 from .faces import Face, FaceFinder, crop_face, link_tracks
-from .model import Detector, default_weights, resolve_device, sha256_file
+from .model import Detector, ModelProfile, default_weights, resolve_device, sha256_file
 from .report import Evidence
 from .results import ScreenResult
 
@@ -31,11 +31,21 @@ _END = object()
 PROBE_TIMEOUT_S = 30.0  # ffprobe reads headers only; when it takes this long, the file is hostile or the disk is gone
 TIMEOUT_BASE_S = 60.0  # a default limit's allowance for hashing, probing and a busy machine...
 TIMEOUT_PER_S = 4.0  # ...plus this many seconds per second of video decoded (a 4K h264 clip decodes at ~3.5x real time here)
-# Early exit: look at every 8th sampled frame, then every 4th, and stop after a pass whose video score lies this
-# many logits or more from the threshold (chosen on select/, scripts/early_exit_check.py). A pass over fewer than
-# EARLY_PASS_FRAMES frames is skipped.
+# Early exit: look at every 8th sampled frame, then every 4th, and stop after a pass whose video score lies a
+# margin or more (in logits) from the threshold. A pass over fewer than EARLY_PASS_FRAMES frames is skipped.
+# Logits spread differently for each detector, so the margins are chosen for the weights, on the set their
+# threshold was calibrated on (scripts/early_exit_check.py --set), and kept in the profile; these are for weights
+# that carry none (chosen for version 5).
 EARLY_PASSES = ((8, 2.5), (4, 1.5))  # (stride, margin)
 EARLY_PASS_FRAMES = 4
+
+
+def early_passes(profile: ModelProfile) -> tuple[tuple[int, float], ...]:
+    """The (stride, margin) early passes for a detector: its profile's margins, else EARLY_PASSES'."""
+    margins = profile.extra.get("early_exit_margins")
+    if not margins:
+        return EARLY_PASSES
+    return tuple((stride, float(m)) for (stride, _), m in zip(EARLY_PASSES, margins))
 SEEK_SPAN_S = 5.0  # video decoded per seek (up to a keyframe interval) when a long video is sampled by seeking
 
 
@@ -139,6 +149,7 @@ class Screener:
         self.timeout = timeout
         self.keep_evidence = keep_evidence
         self.early_exit = early_exit
+        self.early_passes = early_passes(self.detector.profile)
         self.evidence: dict[str, list[Evidence]] = {}  # flagged videos' top face crops, for the HTML report
 
     # -- public API -------------------------------------------------------------------------------------
@@ -319,7 +330,7 @@ class Screener:
 class _Look:
     """One video's frames through face finding and scoring, stopping after an early pass when the answer is clear.
 
-    The early passes (EARLY_PASSES) look at every 8th, then every 4th sampled frame, spread over the whole video
+    The early passes (`Screener.early_passes`) look at every 8th, then every 4th sampled frame, spread over the whole video
     and searched whole (with the default `detect_every` of 4, the very frames a full look searches whole). When
     the video's score after a pass is its margin or more (in logits) from the threshold, decoding is cancelled
     and the record says `stopped: "early"`. Otherwise the frames held back are searched as a full look searches
@@ -346,7 +357,7 @@ class _Look:
             self.scale = frame.scale
             if passes is None:
                 n = len(self.job.times)
-                passes = [(stride, margin) for stride, margin in EARLY_PASSES
+                passes = [(stride, margin) for stride, margin in s.early_passes
                           if s.early_exit and s.fps is None and -(-n // stride) >= EARLY_PASS_FRAMES]
                 last = {stride: (n - 1) // stride * stride for stride, _ in passes}
             self._held.append(frame)

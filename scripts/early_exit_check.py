@@ -1,6 +1,7 @@
 """Choosing the early-exit margins: what stopping after an early pass would change, from one full look.
 
     .venv/bin/python scripts/early_exit_check.py LABELLED_DIR FULL_DIR [--threshold T] [--early EARLY_DIR]
+                                                 [--weights W [--set M8,M4]]
 
 FULL_DIR is where `deepscreen bench LABELLED_DIR --no-early-exit -o FULL_DIR` (or `deepscreen calibrate`) left its
 results.jsonl: every face score with its time. Scan's early passes look at every 8th, then every 4th sampled
@@ -8,7 +9,9 @@ frame, and stop after a pass whose video score lies its margin or more (in logit
 grid of the two margins, the script keeps only each pass's faces, scores each video from them the way `scan`
 does, and prints: the videos that stop after each pass, the frames looked at, the verdicts that differ from the
 full look's, and the AUC over all clips. (Tracks keep the full look's person ids here; a real pass links its
-faces itself.) The margins scan uses are marked.
+faces itself.) The margins scan uses with the weights (`--weights`, default: the shipped ones) are marked; with
+`--set M8,M4` those margins are written into the weights' profile (logits spread differently for each detector,
+so each carries its own: choose them on the set its threshold was calibrated on).
 
 With --early EARLY_DIR (`deepscreen bench LABELLED_DIR -o EARLY_DIR`, early exit on) it also prints the
 measured comparison of that run against the full look: videos stopped, verdicts changed, AUC, frames.
@@ -34,9 +37,10 @@ from deepscreen.aggregate import MIN_TRACK_FACES, track_score  # noqa: E402
 from deepscreen.bench import _norm  # noqa: E402
 from deepscreen.datasets import load_dataset  # noqa: E402
 from deepscreen.results import ScreenResult, open_results  # noqa: E402
-from deepscreen.screener import EARLY_PASS_FRAMES, EARLY_PASSES, _logit  # noqa: E402
+from deepscreen.model import Detector, default_weights, update_profile  # noqa: E402
+from deepscreen.screener import EARLY_PASS_FRAMES, EARLY_PASSES, _logit, early_passes  # noqa: E402
 
-GRID = [(m8, m4) for m8 in (1.5, 2.0, 2.5, 3.0, 4.0) for m4 in (1.0, 1.5, 2.0, 3.0)]
+GRID = [(m8, m4) for m8 in (1.0, 1.5, 2.0, 2.5, 3.0, 4.0) for m4 in (0.5, 0.75, 1.0, 1.5, 2.0, 3.0)]
 
 
 def _records(bench_dir: str) -> dict[str, ScreenResult]:
@@ -73,7 +77,8 @@ def _auc(y: list[int], s: list[float]) -> float | None:
     return float(roc_auc_score(y, s)) if len(set(y)) == 2 else None
 
 
-def simulate(items, full: dict[str, ScreenResult], threshold: float, frames: int) -> list[dict]:
+def simulate(items, full: dict[str, ScreenResult], threshold: float, frames: int,
+             scan: tuple[float, ...] = tuple(m for _, m in EARLY_PASSES)) -> list[dict]:
     scored = [(it, full[_norm(it.path)]) for it in items
               if _norm(it.path) in full and full[_norm(it.path)].status == "ok"]
     strides = [stride for stride, _ in EARLY_PASSES]
@@ -96,7 +101,7 @@ def simulate(items, full: dict[str, ScreenResult], threshold: float, frames: int
                      "stopped_after_pass": stopped, "verdicts_changed": changed, "frames_looked_at": looked,
                      "frames_full": sum(r.frames_sampled for _, r in scored), "auc": _auc(y, scores),
                      "auc_full": _auc(y, [r.score for _, r in scored]),
-                     "scan": tuple(margins) == tuple(m for _, m in EARLY_PASSES)})
+                     "scan": tuple(margins) == tuple(scan)})
     return rows
 
 
@@ -126,16 +131,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threshold", type=float,
                     help="the threshold early exit stops around (default: the one in the records; give the new one "
                          "when the records are from `deepscreen calibrate`, which scanned before setting it)")
+    ap.add_argument("--weights", default=str(default_weights()), help="the weights whose margins scan uses")
+    ap.add_argument("--set", help="M8,M4: write these margins into --weights' profile")
     ap.add_argument("--json", help="write the rows here")
     args = ap.parse_args(argv)
+    if args.set:
+        update_profile(args.weights, early_exit_margins=[float(m) for m in args.set.split(",")])
+    scan = tuple(m for _, m in early_passes(Detector.load(args.weights, device="cpu", runtime="torch").profile))
     items = load_dataset(args.data)
     full = _records(args.full_dir)
     threshold = args.threshold or next(r.threshold for r in full.values() if r.threshold is not None)
-    out = {"threshold": threshold, "simulated": simulate(items, full, threshold, args.frames)}
+    out = {"threshold": threshold, "simulated": simulate(items, full, threshold, args.frames, scan)}
     print(f"threshold {threshold:g}; simulated from the full look:")
     for row in out["simulated"]:
         after = "+".join(map(str, row["stopped_after_pass"]))
-        print(f"  margins {row['margins'][0]:.1f}, {row['margins'][1]:.1f}{' (scan)' if row['scan'] else '       '}: "
+        print(f"  margins {row['margins'][0]:.2f}, {row['margins'][1]:.2f}{' (scan)' if row['scan'] else '       '}: "
               f"{_line(row)} ({after} after each pass)")
     if args.early:
         out["measured"] = measured(items, full, _records(args.early), threshold)

@@ -5,6 +5,7 @@ import pytest
 from conftest import load_script
 
 from deepscreen import Screener
+from deepscreen.model import update_profile
 from deepscreen.screener import EARLY_PASSES
 
 
@@ -48,3 +49,14 @@ def test_the_margin_check_rebuilds_the_first_pass_from_a_full_look(tiny_weights,
     early = Screener(weights=tiny_weights, device="cpu", frames=32, threshold=1.0).screen(str(face_clip))
     assert check.pass_score(full, 32, EARLY_PASSES[0][0]) == pytest.approx(early.score, abs=1e-5)
     assert check.pass_score(full, 8, 4) is None  # too few frames for a pass
+
+
+def test_weights_carry_their_own_margins(tmp_path, tiny_weights, face_clip):
+    # Logits spread differently for each detector: margins in the profile replace the defaults.
+    wide = tmp_path / "wide.pt"
+    wide.write_bytes(tiny_weights.read_bytes())
+    update_profile(wide, early_exit_margins=[100.0, 100.0])
+    s = Screener(weights=wide, device="cpu", frames=32, threshold=1.0)
+    assert s.early_passes == ((EARLY_PASSES[0][0], 100.0), (EARLY_PASSES[1][0], 100.0))
+    assert s.screen(str(face_clip)).stopped == "end"  # no pass is 100 logits from anything
+    assert Screener(weights=tiny_weights, device="cpu").early_passes == EARLY_PASSES

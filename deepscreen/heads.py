@@ -1,10 +1,9 @@
 """Fit linear heads on frozen backbones and join them into a committee detector.
 
-Why: fine-tuning the whole network on 104 fake clips learns those generators; a linear head on frozen features
-generalises further. On `select/` (generators and real sources that training never saw), a head on the
-pooled features of four depths of ImageNet's MobileNetV2, shrunk hard towards the class-mean direction, ranked
-unseen talking-head generators better than any network fine-tuned here, and the same kind of head on the
-fine-tuned backbone ranked face swaps better; the committee of the two beat each (weights/README.md).
+Why: fine-tuning the whole network on a hundred fake clips learns those generators; a linear head on frozen
+features is the usual way to generalise further, and it takes minutes on a CPU, not an hour. What it did here is
+in weights/README.md ("Tried and not shipped"): strong on `select/`, weak on `dev/`, where frozen ImageNet features
+read clean face-centred real video as generated. Check any committee on clips it was not chosen on.
 
 Each member's logit is standardised on the training reals (mean 0, spread 1), so that neither member's scale
 decides, and the committee's logit is the members' mean. All of it is folded into the members' linear layers:

@@ -77,8 +77,8 @@ TAP_FEATURES = 24 + 32 + 96 + 1280
 class TapNet(nn.Module):
     """MobileNetV2's feature layers with one linear head over pooled features of four depths.
 
-    Why: on held-out generators, a linear head that also reads the early, texture-level blocks ranks videos
-    better than the network's own last-layer classifier (weights/README.md, "committee").
+    Why: a head fitted on a frozen backbone (`deepscreen.heads`) can then weigh texture-level evidence from the
+    early blocks as well as the last layer's.
     """
 
     def __init__(self) -> None:

@@ -38,6 +38,7 @@ TIMEOUT_PER_S = 4.0  # ...plus this many seconds per second of video decoded (a 
 # that carry none (chosen for version 5).
 EARLY_PASSES = ((8, 2.5), (4, 1.5))  # (stride, margin)
 EARLY_PASS_FRAMES = 4
+SEEK_SPAN_S = 5.0  # video decoded per seek (up to a keyframe interval) when a long video is sampled by seeking
 
 
 def early_passes(profile: ModelProfile) -> tuple[tuple[int, float], ...]:
@@ -46,7 +47,6 @@ def early_passes(profile: ModelProfile) -> tuple[tuple[int, float], ...]:
     if not margins:
         return EARLY_PASSES
     return tuple((stride, float(m)) for (stride, _), m in zip(EARLY_PASSES, margins))
-SEEK_SPAN_S = 5.0  # video decoded per seek (up to a keyframe interval) when a long video is sampled by seeking
 
 
 def default_timeout(info: media.VideoInfo, times: list[float]) -> float:
@@ -330,11 +330,11 @@ class Screener:
 class _Look:
     """One video's frames through face finding and scoring, stopping after an early pass when the answer is clear.
 
-    The early passes (`Screener.early_passes`) look at every 8th, then every 4th sampled frame, spread over the whole video
-    and searched whole (with the default `detect_every` of 4, the very frames a full look searches whole). When
-    the video's score after a pass is its margin or more (in logits) from the threshold, decoding is cancelled
-    and the record says `stopped: "early"`. Otherwise the frames held back are searched as a full look searches
-    them, reusing the early passes: the faces found are those found without early exit.
+    The early passes (`Screener.early_passes`) look at every 8th, then every 4th sampled frame, spread over the
+    whole video and searched whole (with the default `detect_every` of 4, the very frames a full look searches
+    whole). When the video's score after a pass is its margin or more (in logits) from the threshold, decoding is
+    cancelled and the record says `stopped: "early"`. Otherwise the frames held back are searched as a full look
+    searches them, reusing the early passes: the faces found are those found without early exit.
     """
 
     def __init__(self, screener: "Screener", job: _Decoded):

@@ -471,7 +471,8 @@ def _fingerprint(path: str) -> tuple[int, str]:
         return os.path.getsize(path), hashlib.sha256(fh.read(1 << 20)).hexdigest()
 
 
-def labelled_clips(roots: list[str], exclude_methods: list[str] = (), select_on: str | None = None) -> list[LabelledVideo]:
+def labelled_clips(roots: list[str], exclude_methods: list[str] = (),
+                   select_on: str | None = None) -> list[LabelledVideo]:
     """The labelled training clips, less the excluded methods; refuses any clip of the selection set."""
     items = [it for root in roots for it in load_dataset(root) if not (it.label and it.method in exclude_methods)]
     if select_on:

@@ -65,7 +65,8 @@ def leave_one_out(feats: list[np.ndarray], records: list[CachedFace], cs: list[f
             per_member = [([_video(h.z(rf[i])) for i in range(len(rf))], [_video(h.z(f[group == g])) for g in clips])
                           for h, f, rf in zip(heads, feats, real_feats)]
             scores = [_video(z) for z in zr], [_video(z) for z in zf]
-            for key, (real_s, fake_s) in [("committee", scores)] + [(f"member{i}", s) for i, s in enumerate(per_member)]:
+            named = [("committee", scores)] + [(f"member{i}", s) for i, s in enumerate(per_member)]
+            for key, (real_s, fake_s) in named:
                 row[f"auc_{tag}_{key}"] = float(roc_auc_score([0] * len(real_s) + [1] * len(fake_s), real_s + fake_s))
             row[f"fake_mean_{tag}"] = float(np.mean(scores[1]))
         out[name] = row
@@ -101,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
           + "".join(f"{n[:22] + ' unseen':>30}{'seen':>7}" for n in names))
     for m, r in table.items():
         print(f"{m:<20}{r['clips']:>6}{r['auc_unseen_committee']:18.3f}{r['auc_seen_committee']:7.3f}"
-              + "".join(f"{r[f'auc_unseen_member{i}']:30.3f}{r[f'auc_seen_member{i}']:7.3f}" for i in range(len(names))))
+              + "".join(f"{r[f'auc_unseen_member{i}']:30.3f}{r[f'auc_seen_member{i}']:7.3f}"
+                        for i in range(len(names))))
     print("A backbone fine-tuned on these clips saw every method: only its head was refitted, so its 'unseen' "
           "column is optimistic; a frozen ImageNet backbone's is not.")
     if args.json:

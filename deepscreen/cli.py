@@ -411,11 +411,11 @@ def train(real: tuple[str, ...], out: str, pretrained: str | None, run_dir: str,
 
 @main.command("fit-heads", epilog="""
 \b
-Example (the shipped default, see weights/README.md):
+Example (the committee tried and not shipped, see weights/README.md):
   deepscreen fit-heads ../shared/data/videos-train --select-on ../shared/data/select \\
-      --member runs/v5.pt 0.1 --member ../shared/weights/mobilenet_v2-b0353104.pth 1e-5 \\
-      --out weights/deepscreen-sbi-mnv2.pt
-  deepscreen calibrate ../shared/data/select --weights weights/deepscreen-sbi-mnv2.pt
+      --member /tmp/v5.pt 0.1 --member ../shared/weights/mobilenet_v2-b0353104.pth 1e-5 \\
+      --out runs/v6/committee.pt
+  deepscreen calibrate ../shared/data/select --weights runs/v6/committee.pt -o runs/cal-v6
 """)
 @click.argument("labelled", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
 @click.option("--member", "members", multiple=True, required=True,

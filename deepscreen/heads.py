@@ -29,7 +29,7 @@ from .model import FORMAT, Committee, ModelProfile, TapNet, save_checkpoint
 from .training import CachedFace, cache_labelled, labelled_clips, load_cached, selection_clips
 
 log = logging.getLogger("deepscreen.heads")
-MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # ImageNet's, as every backbone here was trained
+MEAN, STD = ModelProfile.mean, ModelProfile.std  # ImageNet's, as every backbone here was trained
 
 
 @dataclass

@@ -20,6 +20,15 @@ from .faces import Face, FaceFinder, crop_face
 log = logging.getLogger("deepscreen.clips")
 
 
+def fingerprint(path: str) -> tuple[int, str]:
+    """A file's size and the hash of its first MiB: the same clip under another name, folder or copy time.
+
+    Caches are keyed by it rather than by modification time, so a data set copied afresh keeps its faces.
+    """
+    with open(path, "rb") as fh:
+        return os.path.getsize(path), hashlib.sha256(fh.read(1 << 20)).hexdigest()
+
+
 def largest_faces(path: str, frames: int, finder: FaceFinder) -> list[tuple[media.Frame, Face]]:
     """The largest face in each of `frames` evenly spaced frames of a clip; frames without a face are left out.
 
@@ -38,11 +47,11 @@ def largest_faces(path: str, frames: int, finder: FaceFinder) -> list[tuple[medi
 def face_crops(items: list[LabelledVideo], frames: int, margin: float, size: int, cache: Path) -> list[np.ndarray]:
     """Per clip, the largest face per sampled frame as size x size RGB crops (N x size x size x 3 uint8).
 
-    Cached in `cache`, keyed by the files' paths, sizes and modification times and by the settings; a clip
+    Cached in `cache`, keyed by the files' paths and fingerprints and by the settings; a clip
     that cannot be read or shows no face gets an empty array (and a warning), so one bad file does not stop
     the rest.
     """
-    files = [[it.path, os.stat(it.path).st_size, os.stat(it.path).st_mtime_ns] for it in items]
+    files = [[it.path, *fingerprint(it.path)] for it in items]
     key = hashlib.sha256(json.dumps([files, frames, margin, size]).encode()).hexdigest()[:16]
     path = cache / f"crops-{key}.npz"
     if path.is_file():

@@ -77,7 +77,7 @@ class FaceFinder:
         """
         return min(1.0, MTCNN_MIN / self.min_face, self.detect_side / max(width, height))
 
-    def find(self, images: list[np.ndarray], times: list[float], first_index: int = 0,
+    def find(self, images: list[np.ndarray], times: list[float], indices: list[int] | None = None,
              known: dict[int, list[Face]] | None = None) -> list[list[Face]]:
         """Detect faces in same-sized RGB frames of one video, in time order; returns one list per frame.
 
@@ -85,19 +85,22 @@ class FaceFinder:
         such frame are searched whole. Each other frame is searched only in a small window around each face
         of the last whole-frame search (`_refind`): a person who appears between two whole-frame searches is
         found at the next one. `known` holds whole-frame searches already made (`search`), by frame index: those
-        frames count as searched and are not searched again.
+        frames count as searched and are not searched again. `indices`: the frames' indices among the sampled
+        frames (default 0, 1, ...), which `known` and the faces' `frame_index` use.
         """
         if not images:
             return []
         known = known or {}
+        indices = list(range(len(images))) if indices is None else indices
         key_of: list[int] = []  # for each frame, the whole-frame search it relies on
         for i, t in enumerate(times):
             k = key_of[-1] if key_of else 0
-            new_key = not key_of or i - k >= self.detect_every or t - times[k] > TRACK_S or first_index + i in known
+            new_key = (not key_of or indices[i] - indices[k] >= self.detect_every or t - times[k] > TRACK_S
+                       or indices[i] in known)
             key_of.append(i if new_key else k)
         keys = sorted(set(key_of))
-        out: list[list[Face]] = [known.get(first_index + i, []) for i in range(len(images))]
-        todo = [i for i in keys if first_index + i not in known]
+        out: list[list[Face]] = [known.get(index, []) for index in indices]
+        todo = [i for i in keys if indices[i] not in known]
         for i, faces in zip(todo, self._detect([images[i] for i in todo])):
             out[i] = faces
         around = [(i, face.box) for i, k in enumerate(key_of) if k != i for face in out[k]]
@@ -107,7 +110,7 @@ class FaceFinder:
                 out[i].append(face)
         for i, faces in enumerate(out):
             for face in faces:
-                face.frame_index, face.t = first_index + i, times[i]
+                face.frame_index, face.t = indices[i], times[i]
         return out
 
     def search(self, images: list[np.ndarray], times: list[float], indices: list[int]) -> list[list[Face]]:

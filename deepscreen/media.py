@@ -326,19 +326,24 @@ def _select_expr(targets: list[float]) -> str:
 
 
 def read_frames(path: str, info: VideoInfo, times: list[float], max_side: int = MAX_SIDE,
-                deadline: float | None = None) -> Iterator[Frame]:
+                deadline: float | None = None, first: list[int] = ()) -> Iterator[Frame]:
     """Stream the frames at `times`: one select pass for short clips, one input seek per frame for long ones.
 
     Each frame is the first at or after its time; times past the last frame, or so close together that they
     would fall on one frame, are moved onto the last frames, so a short clip still gives one frame per time.
+    `first`: indices into `times` wanted before the others (an early look); a long clip seeks to them first, a
+    short one is read in time order all the same (one pass over it is cheaper than a process per frame). Each
+    frame's `index` is its position in `times`.
     """
     size = output_size(info, max_side)
     if info.duration > SEEK_AFTER_S and len(times) > 1:
-        frames = _read_by_seeking(path, info, times, size, deadline)
+        wanted = set(first)
+        order = [*first, *(i for i in range(len(times)) if i not in wanted)]
+        frames = _read_by_seeking(path, info, [(i, times[i]) for i in order], size, deadline)
     else:
         frames = _read_by_selecting(path, info, _onto_frames(info, times), size, deadline)
     scale = size[0] / info.width
-    for i, (t, image) in enumerate(frames):
+    for i, t, image in frames:
         yield Frame(index=i, t=t, image=image, scale=scale)
 
 
@@ -364,7 +369,7 @@ def _onto_frames(info: VideoInfo, times: list[float]) -> list[float]:
 
 
 def _read_by_selecting(path: str, info: VideoInfo, times: list[float], size: tuple[int, int],
-                       deadline: float | None) -> Iterator[tuple[float, np.ndarray]]:
+                       deadline: float | None) -> Iterator[tuple[int, float, np.ndarray]]:
     shown: list[float] = []
 
     def on_line(line: bytes) -> None:
@@ -385,20 +390,21 @@ def _read_by_selecting(path: str, info: VideoInfo, times: list[float], size: tup
                 break
             time.sleep(0.002)
         t = shown[i] - start if len(shown) > i else times[min(i, len(times) - 1)]
-        yield round(max(0.0, t), 4), image
+        yield i, round(max(0.0, t), 4), image
 
 
-def _read_by_seeking(path: str, info: VideoInfo, times: list[float], size: tuple[int, int],
-                     deadline: float | None) -> Iterator[tuple[float, np.ndarray]]:
+def _read_by_seeking(path: str, info: VideoInfo, times: list[tuple[int, float]], size: tuple[int, int],
+                     deadline: float | None) -> Iterator[tuple[int, float, np.ndarray]]:
+    """One short decode per (index, time), from the keyframe before it."""
     failure, count = None, 0
-    for t in times:
+    for i, t in times:
         graph = f"{_video_label(info)}scale={size[0]}:{size[1]}[out]"
         args = [*_ffmpeg_input(path, seek=info.start_time + t), "-filter_complex", graph, "-map", "[out]",
                 "-frames:v", "1", *RAW_OUT]
         try:
             for image in _pipe_frames(args, path, size, deadline):
                 count += 1
-                yield t, image
+                yield i, t, image
         except MediaError as e:  # one damaged stretch (a cut tail, say) costs its frame, not the video
             if e.status != "decode_error":
                 raise

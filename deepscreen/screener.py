@@ -152,6 +152,13 @@ class Screener:
         self.early_passes = early_passes(self.detector.profile)
         self.evidence: dict[str, list[Evidence]] = {}  # flagged videos' top face crops, for the HTML report
 
+    def passes(self, n: int) -> list[tuple[int, float]]:
+        """The early passes (stride, margin) for a look at `n` sampled frames: none without early exit, with
+        `fps` sampling, or where a pass would see fewer than EARLY_PASS_FRAMES frames."""
+        if not self.early_exit or self.fps is not None:
+            return []
+        return [(stride, margin) for stride, margin in self.early_passes if -(-n // stride) >= EARLY_PASS_FRAMES]
+
     # -- public API -------------------------------------------------------------------------------------
 
     def screen(self, path: str) -> ScreenResult:
@@ -251,7 +258,10 @@ class Screener:
                 limit_note = f"{limit:g} s"
             deadline = start + limit if limit else None
             job.times = times
-            frames = media.read_frames(job.path, job.info, times, deadline=deadline)
+            passes = self.passes(len(times))
+            # each early pass's frames, pass by pass, come before the rest where decoding can order them
+            first = list(dict.fromkeys(i for stride, _ in passes for i in range(0, len(times), stride)))
+            frames = media.read_frames(job.path, job.info, times, deadline=deadline, first=first)
             try:
                 for frame in frames:
                     if job.cancel.is_set():
@@ -345,7 +355,8 @@ class _Look:
         self.detect_s = self.score_s = 0.0
         self.stopped = "end"
         self._ended = False
-        self._held: list[media.Frame] = []  # frames not yet through `find`, in time order
+        self._held: list[media.Frame] = []  # frames not yet through `find`
+        self._next = 0  # the index of the first frame `find` has not had
         self._early: list[media.Frame] = []  # frames of an early pass, not yet searched
         self._known: dict[int, list[Face]] = {}  # early passes' searches, by frame index
 
@@ -357,8 +368,7 @@ class _Look:
             self.scale = frame.scale
             if passes is None:
                 n = len(self.job.times)
-                passes = [(stride, margin) for stride, margin in s.early_passes
-                          if s.early_exit and s.fps is None and -(-n // stride) >= EARLY_PASS_FRAMES]
+                passes = s.passes(n)
                 last = {stride: (n - 1) // stride * stride for stride, _ in passes}
             self._held.append(frame)
             if passes:
@@ -420,12 +430,19 @@ class _Look:
         self.detect_s += time.monotonic() - t0
 
     def _find_held(self, final: bool) -> None:
+        """Search the held frames as a full look does: in time order, a chunk at a time, each chunk once every
+        frame before it has come (an early pass's frames may come first); at the end, whatever is held."""
         chunk = self.screener.faces.chunk
-        while len(self._held) >= chunk or (final and self._held):
+        self._held.sort(key=lambda f: f.index)
+        ready = len(self._held) if final else next(
+            (j for j, f in enumerate(self._held) if f.index != self._next + j), len(self._held))
+        while ready >= chunk or (final and ready):
             t0 = time.monotonic()
-            frames, self._held = self._held[:chunk], self._held[chunk:]
-            found = self.screener.faces.find([f.image for f in frames], [f.t for f in frames], frames[0].index,
-                                             known=self._known)
+            take = min(chunk, ready)
+            frames, self._held, ready = self._held[:take], self._held[take:], ready - take
+            self._next = frames[-1].index + 1
+            found = self.screener.faces.find([f.image for f in frames], [f.t for f in frames],
+                                             [f.index for f in frames], known=self._known)
             for frame, faces in zip(frames, found):
                 if frame.index not in self._known:
                     self._crop(frame, faces)

@@ -35,7 +35,7 @@ from . import media
 from .aggregate import track_score
 from .confounds import confound
 from .datasets import LabelledVideo, load_dataset
-from .clips import face_crops, largest_faces
+from .clips import face_crops, fingerprint, largest_faces
 from .faces import FaceFinder, crop_box, crop_face
 from .inputs import is_video_name
 from .model import ModelProfile, create_model, save_checkpoint
@@ -201,14 +201,13 @@ def build_cache(inputs: list[str], cache_dir: str, frames_per_video: int = 40, d
 
 
 def _clip_key(path: str) -> str:
-    st = os.stat(path)
-    return hashlib.sha256(json.dumps([os.path.abspath(path), st.st_size, st.st_mtime_ns]).encode()).hexdigest()[:16]
+    return hashlib.sha256(json.dumps([os.path.abspath(path), *fingerprint(path)]).encode()).hexdigest()[:16]
 
 
 def cache_labelled(items: list[LabelledVideo], cache_dir: str, frames: int, device: str = "cpu") -> list[CachedFace]:
     """The largest face in `frames` evenly spaced frames of each labelled clip, with its label, source and method.
 
-    Cached clip by clip (keyed by path, size, modification time and frame count), so an interrupted run
+    Cached clip by clip (keyed by path, fingerprint and frame count), so an interrupted run
     carries on where it stopped; a clip that cannot be read or shows no face gives no faces and a warning.
     """
     cache = Path(cache_dir)
@@ -465,19 +464,13 @@ def selection_clips(select_on: str, frames: int, margin: float, size: int,
     return [crops[i] for i in used], labels
 
 
-def _fingerprint(path: str) -> tuple[int, str]:
-    """A file's size and the hash of its first MiB: the same clip under another name or folder."""
-    with open(path, "rb") as fh:
-        return os.path.getsize(path), hashlib.sha256(fh.read(1 << 20)).hexdigest()
-
-
 def labelled_clips(roots: list[str], exclude_methods: list[str] = (),
                    select_on: str | None = None) -> list[LabelledVideo]:
     """The labelled training clips, less the excluded methods; refuses any clip of the selection set."""
     items = [it for root in roots for it in load_dataset(root) if not (it.label and it.method in exclude_methods)]
     if select_on:
-        chosen_on = {_fingerprint(it.path) for it in load_dataset(select_on)}
-        both = [it.path for it in items if _fingerprint(it.path) in chosen_on]
+        chosen_on = {fingerprint(it.path) for it in load_dataset(select_on)}
+        both = [it.path for it in items if fingerprint(it.path) in chosen_on]
         if both:
             raise ValueError(f"{len(both)} training clip(s) are also in the selection set {select_on} "
                              f"(first: {both[0]}); checkpoints must be chosen on clips never trained on")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 from conftest import load_script
 
-from deepscreen import Screener
+from deepscreen import Screener, media
 from deepscreen.model import update_profile
 from deepscreen.screener import EARLY_PASSES
 
@@ -60,3 +60,20 @@ def test_weights_carry_their_own_margins(tmp_path, tiny_weights, face_clip):
     assert s.early_passes == ((EARLY_PASSES[0][0], 100.0), (EARLY_PASSES[1][0], 100.0))
     assert s.screen(str(face_clip)).stopped == "end"  # no pass is 100 logits from anything
     assert Screener(weights=tiny_weights, device="cpu").early_passes == EARLY_PASSES
+
+
+def test_a_long_clip_looks_at_its_early_frames_first_and_still_finds_what_a_full_look_finds(
+        tiny_weights, face_clip, monkeypatch):
+    # Long clips are sampled by seeking, early passes' frames first; the frames held back then arrive out of
+    # time order with respect to them, and the full look must still search them in time order.
+    monkeypatch.setattr(media, "SEEK_AFTER_S", 0.0)
+    full = Screener(weights=tiny_weights, device="cpu", frames=32, early_exit=False).screen(str(face_clip))
+    early = Screener(weights=tiny_weights, device="cpu", frames=32, threshold=1.0).screen(str(face_clip))
+    assert early.stopped == "early" and early.frames_sampled == 32 // EARLY_PASSES[0][0]
+    first = early.score
+    unclear = Screener(weights=tiny_weights, device="cpu", frames=32, threshold=first).screen(str(face_clip))
+    assert unclear.stopped == "end" and unclear.frames_sampled == 32
+    assert [tr.face_times for tr in unclear.tracks] == [tr.face_times for tr in full.tracks]
+    for a, b in zip(unclear.tracks, full.tracks):
+        assert a.box == b.box and a.face_scores == pytest.approx(b.face_scores, abs=1e-5)
+    assert unclear.score == pytest.approx(full.score, abs=1e-5)

@@ -50,6 +50,25 @@ def test_seeking_gives_the_same_frames_as_selecting(face_clip, monkeypatch):
         assert mean_abs_diff(a.image, b.image) < 3
 
 
+def test_a_long_clip_seeks_to_the_early_frames_first(face_clip, monkeypatch):
+    # An early look at a long clip should not wait for every frame before its last: the frames asked for first
+    # come first, the rest follow in time order, and each keeps its index among the sampled times.
+    info = media.probe(str(face_clip))
+    times = [0.4, 0.8, 1.2, 1.6, 2.0, 2.4]
+    monkeypatch.setattr(media, "SEEK_AFTER_S", 0.0)
+    in_order = {f.index: f for f in media.read_frames(str(face_clip), info, times)}
+    early_first = list(media.read_frames(str(face_clip), info, times, first=[0, 3, 5]))
+    assert [f.index for f in early_first] == [0, 3, 5, 1, 2, 4]
+    for f in early_first:
+        assert f.t == in_order[f.index].t and np.array_equal(f.image, in_order[f.index].image)
+
+
+def test_a_short_clip_is_read_in_time_order_whatever_comes_first(face_clip):
+    info = media.probe(str(face_clip))
+    frames = list(media.read_frames(str(face_clip), info, [0.4, 0.8, 1.2, 1.6], first=[0, 2]))
+    assert [f.index for f in frames] == [0, 1, 2, 3]
+
+
 def test_rotation_is_applied(rotated_clip):
     info = media.probe(str(rotated_clip))
     assert info.rotation in (90, 270)

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -10,6 +12,8 @@ import pytest
 import torch
 from PIL import Image
 
+from deepscreen.clips import face_crops
+from deepscreen.datasets import LabelledVideo
 from deepscreen.faces import FaceFinder, crop_face
 from deepscreen.model import Detector, create_model
 from deepscreen.sbi import self_blend
@@ -94,6 +98,25 @@ def test_checkpoints_chosen_on_labelled_videos(tmp_path, astronaut_png, face_cli
     (chooser / "labels.csv").write_text(labels.replace("fake", "real"))
     with pytest.raises(ValueError, match="needs real and fake videos"):
         train(replace(cfg, run_dir=str(tmp_path / "run2")), [str(data)])
+
+
+def test_face_caches_survive_a_fresh_copy_of_the_data(tmp_path, face_clip):
+    # Data sets get copied afresh (new modification times): faces found before are still found in the cache,
+    # and only other bytes make it look again.
+    clip, cache = tmp_path / "clip.mp4", tmp_path / "cache"
+    shutil.copy(face_clip, clip)
+    items = [LabelledVideo(path=str(clip), label=0, source="s")]
+    first = face_crops(items, 3, 0.3, 64, cache)
+    [stored] = cache.glob("crops-*.npz")
+    made = stored.stat().st_mtime_ns
+    os.utime(clip, ns=(made + 10**9, made + 10**9))
+    again = face_crops(items, 3, 0.3, 64, cache)
+    assert list(cache.glob("crops-*.npz")) == [stored] and stored.stat().st_mtime_ns == made
+    assert len(first[0]) == 3 and np.array_equal(first[0], again[0])
+    with open(clip, "ab") as fh:
+        fh.write(b"\0")
+    face_crops(items, 3, 0.3, 64, cache)
+    assert len(list(cache.glob("crops-*.npz"))) == 2
 
 
 @pytest.mark.skipif(not SHIPPED.exists(), reason="no shipped default detector")

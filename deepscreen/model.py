@@ -206,6 +206,7 @@ def onnx_session(model: nn.Module, input_size: int, key: str):
         options = ort.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads()
         options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # the cores are the decoder's too
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as e:  # noqa: BLE001 - an exporter or runtime gap must not stop a scan
         log.warning("ONNX export of the detector failed (%s: %s): it runs in PyTorch", type(e).__name__, e)

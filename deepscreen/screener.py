@@ -374,14 +374,14 @@ class _Look:
             if passes:
                 if frame.index % passes[-1][0] == 0:
                     self._early.append(frame)
-                self._search_early(passes[0][0])
+                self._search_early(passes[0][0], complete=frame.index >= last[passes[0][0]])
                 while passes and frame.index >= last[passes[0][0]]:
                     if self._clear(passes.pop(0)[1]):
                         self.stopped, self.sampled = "early", len(self._known)
                         self.drain()
                         return
                     if passes:
-                        self._search_early(passes[0][0])
+                        self._search_early(passes[0][0], complete=frame.index >= last[passes[0][0]])
                 if passes:
                     continue
                 self._early = []  # no pass was clear: `find` searches what is left as a full look does
@@ -415,12 +415,11 @@ class _Look:
             face.crop = crop_face(frame.image, face.box, margin, size)
         self.faces.extend(faces)
 
-    def _search_early(self, stride: int) -> None:
-        """Search the waiting frames of the pass over every `stride`-th frame now, while the decoder goes on to
-        the pass's next frame: once its last frame comes, only that one is left to search before the decision
-        (waiting for a full batch let the decoder run on through frames that an early exit then threw away)."""
+    def _search_early(self, stride: int, complete: bool) -> None:
+        """Search the waiting frames of the pass over every `stride`-th frame: a batch at a time, or all once the
+        pass has all its frames."""
         frames = [f for f in self._early if f.index % stride == 0]
-        if not frames:
+        if not frames or (len(frames) < self.screener.faces.batch_size and not complete):
             return
         t0 = time.monotonic()
         self._early = [f for f in self._early if f.index % stride]

@@ -319,9 +319,9 @@ def phase_naive(spec: dict) -> dict:
 
 
 def phase_deepscreen(spec: dict) -> dict:
-    import torch
+    from deepscreen import Screener, media  # before torch, as the CLI does: deepscreen sets OpenMP's wait policy
 
-    from deepscreen import Screener, media
+    import torch
 
     t_setup = time.monotonic()
     screener = Screener(weights=spec["weights"], device="cpu", frames=spec["frames"],

@@ -1,6 +1,10 @@
 """Detector checkpoints: profiles, safe loading, strict matching, batched scoring."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -71,3 +75,16 @@ def test_onnx_runtime_scores_as_pytorch_does_and_exports_once(tmp_path, monkeypa
     again = Detector.load(path, device="cpu")  # auto on a CPU: ONNX Runtime, from the cached export
     assert again.runtime == "onnx" and export.stat().st_mtime_ns == stamp
     assert np.allclose(again.score(crops[:1]), eager.score(crops[:1]), atol=1e-5)
+    # the decoder shares the cores: the runtime's threads must sleep between runs, not spin
+    assert again._session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "0"
+
+
+@pytest.mark.parametrize("preset, expected", [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_openmp_threads_sleep_unless_told_otherwise(preset, expected):
+    # Read by OpenMP once, when torch loads: deepscreen sets it on import, before torch, and keeps a user's value.
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if preset:
+        env["OMP_WAIT_POLICY"] = preset
+    code = "import os, deepscreen.model, torch; print(os.environ['OMP_WAIT_POLICY'])"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == expected

@@ -5,7 +5,7 @@ import os
 from typing import TYPE_CHECKING
 
 # Screening decodes video (ffmpeg) while the models run, on the same cores. OpenMP threads that busy-wait
-# between torch's parallel regions take those cores from the decoder: sleeping instead made scan 23% faster on
+# between torch's parallel regions take those cores from the decoder: sleeping instead made scan ~20% faster on
 # a 2-core CPU (README, Performance). Read once, when torch loads; a value already set is kept.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 

@@ -111,8 +111,46 @@ class Committee(nn.Module):
         return torch.stack([m(x) for m in self.members]).sum(0)
 
 
+# What the two logits of a kind network stand for: a face blended into a filmed frame (face swaps, reenactment,
+# self-blends) and a face generated whole (talking-head and portrait-animation generators).
+KINDS = ("blended", "generated")
+
+
+class KindNet(nn.Module):
+    """MobileNetV2 with one logit per kind of manipulation; its score is the larger of the two.
+
+    Why: one logit has to put blend boundaries and generated texture on the same side of one direction, and
+    self-blends pulled against generated heads when their share grew (weights/README.md). The state dict has
+    MobileNetV2's own names, so a one-logit checkpoint can start it (`widen_head`).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        from torchvision.models import mobilenet_v2
+
+        net = mobilenet_v2()
+        self.features = net.features
+        self.classifier = net.classifier
+        self.classifier[-1] = nn.Linear(net.last_channel, len(KINDS))
+
+    def kinds(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x).mean((2, 3)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.kinds(x).amax(1, keepdim=True)
+
+
+def widen_head(state: dict[str, torch.Tensor], outputs: int) -> dict[str, torch.Tensor]:
+    """A one-logit MobileNetV2 state with its last layer repeated `outputs` times (every kind starts alike)."""
+    state = dict(state)
+    for k in ("classifier.1.weight", "classifier.1.bias"):
+        state[k] = state[k].repeat(outputs, *[1] * (state[k].dim() - 1))
+    return state
+
+
 ARCHITECTURES: dict[str, Callable[[], nn.Module]] = {
     "mobilenet_v2": _mobilenet_v2,
+    "mobilenet_v2_kinds": KindNet,
     "tiny_cnn": _tiny_cnn,
     "mobilenet_v2_taps": lambda: Committee(1),
     "mobilenet_v2_taps_x2": lambda: Committee(2),

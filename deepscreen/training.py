@@ -38,7 +38,7 @@ from .datasets import LabelledVideo, load_dataset
 from .clips import face_crops, fingerprint, largest_faces
 from .faces import FaceFinder, crop_box, crop_face
 from .inputs import is_video_name
-from .model import ModelProfile, create_model, save_checkpoint
+from .model import KINDS, ModelProfile, create_model, save_checkpoint, widen_head
 from .sbi import degrade, make_pair
 
 log = logging.getLogger("deepscreen.train")
@@ -52,6 +52,12 @@ VIDEO_VARIANTS = {
     "h264lo": {"vcodec": "libx264", "crf": "36", "preset": "veryfast", "vf": "scale=480:-2"},
     "small": {"vcodec": "libx264", "crf": "28", "preset": "veryfast", "vf": "scale=240:-2"},
 }
+
+
+# Labelled fake methods of ../shared/data/videos-train whose faces are blended into a filmed frame (swaps and
+# reenactment, as self-blends are); any other method counts as generated whole. Used by kind networks only.
+BLENDED_METHODS = ("DFDC", "DeepFaceLive", "DeeperForensics", "Deepfakes", "FF++", "GHOST", "UADFV", "inswapper",
+                   "roop", "unknown")
 
 
 @dataclass
@@ -87,6 +93,7 @@ class TrainConfig:
     frames_per_clip: int = 16  # faces cached per labelled clip (the largest face in evenly spaced frames)
     sbi_share: float = 0.35  # with labelled clips: fraction of pairs that are self-blended instead
     exclude_methods: list[str] = field(default_factory=list)  # fake methods left out (leave-one-out runs)
+    blended_methods: list[str] = field(default_factory=lambda: list(BLENDED_METHODS))  # the rest: generated
     init: str | None = None  # start from a deepscreen checkpoint instead of ImageNet weights
     seed: int = 0
     workers: int = 1
@@ -310,7 +317,8 @@ class PairDataset(Dataset):
     """
 
     def __init__(self, records: list[CachedFace], cache: str, size: int, margin: float, length: int,
-                 video_share: float, seed: int, labelled: list[CachedFace] = (), sbi_share: float = 1.0):
+                 video_share: float, seed: int, labelled: list[CachedFace] = (), sbi_share: float = 1.0,
+                 blended_methods: tuple[str, ...] = BLENDED_METHODS):
         self.cache = Path(cache)
         self.photos = [r for r in records if r.kind == "photo"]
         self.videos = [r for r in records if r.kind != "photo"]
@@ -320,6 +328,7 @@ class PairDataset(Dataset):
         both = self.sampler.has(0) and self.sampler.has(1)
         self.sbi_share = sbi_share if both else 1.0
         self.seed = seed
+        self.blended = set(blended_methods)
 
     def __len__(self) -> int:
         return self.length
@@ -331,16 +340,19 @@ class PairDataset(Dataset):
         return pool[rng.integers(len(pool))]
 
     def __getitem__(self, i: int):
+        """(real, fake) crops, their labels (0, 1), and the fake's kind (an index into `model.KINDS`)."""
         rng = np.random.default_rng([self.seed, i])
         if rng.random() < self.sbi_share:
             r = self._sbi_face(rng)
             real, fake = make_example(load_cached(self.cache, r), r, rng, self.size, self.margin)
+            kind = KINDS.index("blended")
         else:
             a, b = self.sampler.draw(rng, 0), self.sampler.draw(rng, 1)
             real = labelled_example(load_cached(self.cache, a), a, rng, self.size, self.margin)
             fake = labelled_example(load_cached(self.cache, b), b, rng, self.size, self.margin)
+            kind = KINDS.index("blended" if b.method in self.blended else "generated")
         pair = np.stack([confound(real, rng), confound(fake, rng)])
-        return torch.from_numpy(pair), torch.tensor([0.0, 1.0])
+        return torch.from_numpy(pair), torch.tensor([0.0, 1.0]), kind
 
 
 class Normalize(nn.Module):
@@ -374,9 +386,12 @@ def _backbone(cfg: TrainConfig) -> nn.Module:
     model = create_model(cfg.arch)
     if cfg.init:
         ckpt = torch.load(cfg.init, map_location="cpu", weights_only=True)
-        if ckpt.get("profile", {}).get("arch") != cfg.arch:
+        arch, state = ckpt.get("profile", {}).get("arch"), ckpt["state_dict"]
+        if arch == "mobilenet_v2" and cfg.arch == "mobilenet_v2_kinds":
+            state = widen_head(state, len(KINDS))
+        elif arch != cfg.arch:
             raise ValueError(f"{cfg.init} is not a {cfg.arch} deepscreen checkpoint")
-        model.load_state_dict(ckpt["state_dict"], strict=True)
+        model.load_state_dict(state, strict=True)
     elif cfg.pretrained:
         state = torch.load(cfg.pretrained, map_location="cpu", weights_only=True)
         state = {k: v for k, v in state.items() if not k.startswith("classifier.1.")}
@@ -429,6 +444,19 @@ def evaluate(scores_real: np.ndarray, scores_fake: np.ndarray, kinds: list[str])
     # Selection score: ranking quality, counting video faces (the target domain) as much as photos.
     m["select"] = (m["auc"] + m.get("auc_video", m["auc"])) / 2
     return m
+
+
+def kind_loss(logits: torch.Tensor, y: torch.Tensor, kind: torch.Tensor) -> torch.Tensor:
+    """BCE per kind: a real face is neither kind; a fake is its own kind, and says nothing about the other.
+
+    `logits` is (2B, kinds) for B (real, fake) pairs in order; `kind` (B,) is each fake's kind. Why not "not the
+    other kind": a generated head pasted back into its frame has a blend boundary too.
+    """
+    target = y.expand_as(logits).clone()
+    weight = torch.ones_like(logits)
+    fakes = y.flatten() == 1
+    weight[fakes] = nn.functional.one_hot(kind, logits.shape[1]).to(weight.dtype)
+    return nn.functional.binary_cross_entropy_with_logits(logits, target, weight, reduction="sum") / weight.sum()
 
 
 def _check_same_run(run: Path, setup: dict) -> None:
@@ -500,6 +528,8 @@ def train(cfg: TrainConfig, inputs: list[str]) -> dict:
     names = [os.path.basename(os.path.normpath(p)) for p in inputs + cfg.labelled]
     profile = ModelProfile(name=cfg.name, arch=cfg.arch, input_size=cfg.input_size, margin=cfg.margin,
                            extra={"method": "SBI + labelled video" if labelled else "SBI", "train_inputs": names})
+    if cfg.arch == "mobilenet_v2_kinds":
+        profile.extra["kinds"] = {"names": list(KINDS), "blended_methods": list(cfg.blended_methods)}
     if cfg.exclude_methods:
         profile.extra["excluded_methods"] = list(cfg.exclude_methods)
     if cfg.init:
@@ -527,19 +557,23 @@ def train(cfg: TrainConfig, inputs: list[str]) -> dict:
         log.info("resumed at step %d (best so far %.4f)", step, best["select"])
 
     data = PairDataset(tr, cfg.cache_dir, cfg.input_size, cfg.margin, cfg.steps * cfg.pairs_per_batch,
-                       cfg.video_share, cfg.seed, labelled, cfg.sbi_share)
+                       cfg.video_share, cfg.seed, labelled, cfg.sbi_share, tuple(cfg.blended_methods))
     order = list(range(step * cfg.pairs_per_batch, len(data)))
     loader = DataLoader(torch.utils.data.Subset(data, order), batch_size=cfg.pairs_per_batch,
                         num_workers=cfg.workers, persistent_workers=cfg.workers > 0)
     loss_fn = nn.BCEWithLogitsLoss()
+    by_kind = hasattr(model, "kinds")
     logf = open(run / "log.jsonl", "a")
     t0, seen = time.monotonic(), 0
     model.train()
-    for x, y in loader:
+    for x, y, kind in loader:
         x = x.flatten(0, 1)
         y = y.flatten().unsqueeze(1)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            loss = loss_fn(model(norm(x)).float(), y)
+            if by_kind:
+                loss = kind_loss(model.kinds(norm(x)).float(), y, kind)
+            else:
+                loss = loss_fn(model(norm(x)).float(), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

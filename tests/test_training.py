@@ -15,9 +15,10 @@ from PIL import Image
 from deepscreen.clips import face_crops
 from deepscreen.datasets import LabelledVideo
 from deepscreen.faces import FaceFinder, crop_face
-from deepscreen.model import Detector, create_model
+from deepscreen.model import KINDS, Detector, create_model, widen_head
 from deepscreen.sbi import self_blend
-from deepscreen.training import BalancedSampler, CachedFace, Normalize, TrainConfig, make_example, train
+from deepscreen.training import (BalancedSampler, CachedFace, Normalize, PairDataset, TrainConfig, kind_loss,
+                                 make_example, train)
 
 SHIPPED = Path(__file__).resolve().parent.parent / "weights" / "deepscreen-sbi-mnv2.pt"
 
@@ -203,3 +204,54 @@ def test_training_on_labelled_clips(tmp_path, astronaut_png, face_clip, two_face
     run2 = replace(cfg, run_dir=str(tmp_path / "run2"), out=str(tmp_path / "m2.pt"), exclude_methods=["Tint"])
     train(run2, [str(data)])
     assert Detector.load(run2.out, device="cpu").profile.extra["excluded_methods"] == ["Tint"]
+    # A network with a logit per kind trains on the same data and loads like any other.
+    run3 = replace(cfg, run_dir=str(tmp_path / "run3"), out=str(tmp_path / "m3.pt"), arch="mobilenet_v2_kinds",
+                   blended_methods=["Tint"])
+    train(run3, [str(data)])
+    det = Detector.load(run3.out, device="cpu")
+    assert det.profile.extra["kinds"] == {"names": list(KINDS), "blended_methods": ["Tint"]}
+    assert det.score([np.zeros((64, 64, 3), np.uint8)]).shape == (1,)
+
+
+def test_a_kind_network_starts_as_its_one_logit_parent_and_scores_its_likelier_kind():
+    torch.manual_seed(0)
+    parent = create_model("mobilenet_v2").eval()
+    child = create_model("mobilenet_v2_kinds").eval()
+    child.load_state_dict(widen_head(parent.state_dict(), len(KINDS)))
+    x = torch.randn(3, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(child(x), parent(x), atol=1e-5)
+        child.classifier[-1].bias += torch.tensor([0.0, 2.0])  # now the kinds disagree
+        kinds = child.kinds(x)
+        assert torch.equal(child(x).flatten(), kinds.amax(1)) and (kinds[:, 1] > kinds[:, 0]).all()
+
+
+def test_kind_loss_teaches_reals_both_kinds_and_fakes_only_their_own():
+    logits = torch.zeros(4, 2, requires_grad=True)  # (real, fake) pairs: a blended fake, then a generated one
+    y = torch.tensor([0.0, 1.0, 0.0, 1.0]).unsqueeze(1)
+    kind_loss(logits, y, torch.tensor([0, 1])).backward()
+    g = logits.grad
+    assert (g[[0, 2]] > 0).all()  # reals pushed down on both logits
+    assert g[1, 0] < 0 and g[1, 1] == 0  # the blended fake up on its own logit, the other left alone
+    assert g[3, 1] < 0 and g[3, 0] == 0
+
+
+def test_pairs_say_which_kind_their_fake_is(tmp_path, face):
+    image, f = face
+    Image.fromarray(image).save(tmp_path / "face.jpg")
+    record = CachedFace("face.jpg", "g", "labelled", f.box.tolist(), f.landmarks.tolist())
+    labelled = [replace(record, group="r", source="cam"), replace(record, group="s", label=1, method="Swapper"),
+                replace(record, group="t", label=1, method="Talker")]
+
+    def kinds(**kw) -> set[str]:
+        data = PairDataset([], str(tmp_path), 64, 0.3, 40, 0.5, 0, labelled, **kw)
+        seen = set()
+        for i in range(40):
+            x, y, kind = data[i]
+            assert x.shape == (2, 64, 64, 3) and y.tolist() == [0.0, 1.0]
+            seen.add(KINDS[kind])
+        return seen
+
+    assert kinds(sbi_share=0.0, blended_methods=("Swapper",)) == set(KINDS)  # one method of each kind
+    assert kinds(sbi_share=0.0, blended_methods=()) == {"generated"}
+    assert kinds(sbi_share=1.0) == {"blended"}  # self-blends are blends

@@ -121,7 +121,8 @@ class KindNet(nn.Module):
 
     Why: one logit has to put blend boundaries and generated texture on the same side of one direction, and
     self-blends pulled against generated heads when their share grew (weights/README.md). The state dict has
-    MobileNetV2's own names, so a one-logit checkpoint can start it (`widen_head`).
+    MobileNetV2's own names, so a one-logit checkpoint can start it (`widen_head`). `scored` names the kinds
+    whose larger logit is the score (all by default; the profile's `extra["kinds"]["scored"]` when chosen).
     """
 
     def __init__(self) -> None:
@@ -132,12 +133,13 @@ class KindNet(nn.Module):
         self.features = net.features
         self.classifier = net.classifier
         self.classifier[-1] = nn.Linear(net.last_channel, len(KINDS))
+        self.scored = list(range(len(KINDS)))
 
     def kinds(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x).mean((2, 3)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.kinds(x).amax(1, keepdim=True)
+        return self.kinds(x)[:, self.scored].amax(1, keepdim=True)
 
 
 def widen_head(state: dict[str, torch.Tensor], outputs: int) -> dict[str, torch.Tensor]:
@@ -303,6 +305,8 @@ class Detector:
             model.load_state_dict(ckpt["state_dict"], strict=True)
         except RuntimeError as e:
             raise ModelError(f"{path.name}: weights do not match architecture {profile.arch!r}: {e}") from e
+        if isinstance(model, KindNet) and "scored" in profile.extra.get("kinds", {}):
+            model.scored = [KINDS.index(k) for k in profile.extra["kinds"]["scored"]]
         return cls(model, profile, resolve_device(device), sha256_file(path), batch_size, runtime)
 
     def info(self) -> dict:

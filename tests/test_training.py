@@ -17,8 +17,8 @@ from deepscreen.datasets import LabelledVideo
 from deepscreen.faces import FaceFinder, crop_face
 from deepscreen.model import KINDS, Detector, create_model, widen_head
 from deepscreen.sbi import self_blend
-from deepscreen.training import (BalancedSampler, CachedFace, Normalize, PairDataset, TrainConfig, kind_loss,
-                                 make_example, train)
+from deepscreen.training import (BalancedSampler, CachedFace, Normalize, PairDataset, TrainConfig, choose_scored,
+                                 kind_loss, make_example, train)
 
 SHIPPED = Path(__file__).resolve().parent.parent / "weights" / "deepscreen-sbi-mnv2.pt"
 
@@ -209,8 +209,14 @@ def test_training_on_labelled_clips(tmp_path, astronaut_png, face_clip, two_face
                    blended_methods=["Tint"])
     train(run3, [str(data)])
     det = Detector.load(run3.out, device="cpu")
-    assert det.profile.extra["kinds"] == {"names": list(KINDS), "blended_methods": ["Tint"]}
-    assert det.score([np.zeros((64, 64, 3), np.uint8)]).shape == (1,)
+    kinds = det.profile.extra["kinds"]
+    assert kinds["names"] == list(KINDS) and kinds["blended_methods"] == ["Tint"]
+    # The way of scoring chosen on the selection clips is what the loaded detector (in ONNX Runtime) scores.
+    assert det.model.scored == [KINDS.index(k) for k in kinds["scored"]] and det.runtime == "onnx"
+    crops = [np.asarray(Image.open(astronaut_png).convert("RGB").resize((64, 64))), np.zeros((64, 64, 3), np.uint8)]
+    with torch.no_grad():
+        logits = det.model.kinds(det.to_tensor(crops))[:, det.model.scored].amax(1)
+    assert np.allclose(det.score(crops), torch.sigmoid(logits).numpy(), atol=1e-4)
 
 
 def test_a_kind_network_starts_as_its_one_logit_parent_and_scores_its_likelier_kind():
@@ -224,6 +230,23 @@ def test_a_kind_network_starts_as_its_one_logit_parent_and_scores_its_likelier_k
         child.classifier[-1].bias += torch.tensor([0.0, 2.0])  # now the kinds disagree
         kinds = child.kinds(x)
         assert torch.equal(child(x).flatten(), kinds.amax(1)) and (kinds[:, 1] > kinds[:, 0]).all()
+
+
+def test_the_way_a_kind_network_scores_is_chosen_on_labelled_clips():
+    class Brightness(torch.nn.Module):
+        """Kind logits from mean brightness: "generated" rises with it, "blended" falls."""
+
+        def kinds(self, x: torch.Tensor) -> torch.Tensor:
+            b = x.mean((1, 2, 3))
+            return torch.stack([-b, b], 1)
+
+    rng = np.random.default_rng(0)
+    labels = [0, 1] * 4
+    clips = [rng.integers(0, 100, (3, 8, 8, 3), dtype=np.uint8) + 120 * y for y in labels]  # fakes brighter
+    norm = Normalize((0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+    scored, aucs = choose_scored(Brightness(), norm, clips, labels, bf16=False)
+    assert scored == [KINDS.index("generated")]
+    assert aucs["generated"] == 1.0 and aucs["blended"] == 0.0 and set(aucs) == {"blended+generated", *KINDS}
 
 
 def test_kind_loss_teaches_reals_both_kinds_and_fakes_only_their_own():

@@ -389,6 +389,9 @@ Example (the shipped default, see weights/README.md):
               help="With --arch mobilenet_v2_kinds: a labelled fake method whose faces are blended into a filmed "
                    "frame (swaps, reenactment); other methods count as generated whole (repeatable; default: "
                    "the swap methods of ../shared/data/videos-train).")
+@click.option("--match-detail", is_flag=True,
+              help="Blur the sharper face of each labelled (real, fake) pair down to the other's fine detail, so "
+                   "that sharpness cannot tell the classes apart.")
 @click.option("--val-every", type=click.IntRange(1), default=250, show_default=True,
               help="Steps between held-out checks (and checkpoints).")
 @click.option("--bf16/--no-bf16", default=None,
@@ -396,8 +399,8 @@ Example (the shipped default, see weights/README.md):
 def train(real: tuple[str, ...], out: str, pretrained: str | None, run_dir: str, cache_dir: str, steps: int,
           input_size: int, pairs_per_batch: int, lr: float, seed: int, workers: int, arch: str,
           select_on: str | None, labelled: tuple[str, ...], frames_per_clip: int, sbi_share: float,
-          exclude_methods: tuple[str, ...], init: str | None, blended_methods: tuple[str, ...], val_every: int,
-          bf16: bool | None) -> None:
+          exclude_methods: tuple[str, ...], init: str | None, blended_methods: tuple[str, ...], match_detail: bool,
+          val_every: int, bf16: bool | None) -> None:
     """Train a detector on REAL face photos and videos (Self-Blended Images), and on --labelled clips; resumable."""
     from .training import TrainConfig, train as run_training
 
@@ -406,7 +409,7 @@ def train(real: tuple[str, ...], out: str, pretrained: str | None, run_dir: str,
                       input_size=input_size, steps=steps, pairs_per_batch=pairs_per_batch, lr=lr, seed=seed,
                       workers=workers, select_on=select_on, labelled=list(labelled), frames_per_clip=frames_per_clip,
                       sbi_share=sbi_share, exclude_methods=list(exclude_methods), init=init, val_every=val_every,
-                      bf16=bf16)
+                      bf16=bf16, match_detail=match_detail)
     if blended_methods:
         cfg.blended_methods = list(blended_methods)
     try:

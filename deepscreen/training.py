@@ -94,6 +94,7 @@ class TrainConfig:
     sbi_share: float = 0.35  # with labelled clips: fraction of pairs that are self-blended instead
     exclude_methods: list[str] = field(default_factory=list)  # fake methods left out (leave-one-out runs)
     blended_methods: list[str] = field(default_factory=lambda: list(BLENDED_METHODS))  # the rest: generated
+    match_detail: bool = False  # blur the sharper face of each labelled pair down to the other's fine detail
     init: str | None = None  # start from a deepscreen checkpoint instead of ImageNet weights
     seed: int = 0
     workers: int = 1
@@ -295,6 +296,33 @@ def labelled_example(image: np.ndarray, r: CachedFace, rng: np.random.Generator,
     return np.ascontiguousarray(crop[:, ::-1] if rng.random() < 0.5 else crop)
 
 
+def detail(crop: np.ndarray) -> float:
+    """Fine detail of an RGB crop: the variance of its Laplacian (grey levels)."""
+    return float(cv2.Laplacian(cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY), cv2.CV_32F).var())
+
+
+BLUR_SIGMAS = (0.4, 0.6, 0.8, 1.0, 1.3, 1.6, 2.0, 2.5, 3.0, 4.0)
+
+
+def match_detail(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Blur the sharper crop of a pair until its fine detail is no more than the other's (or the blur runs out).
+
+    Why: the labelled fakes are mostly large, sharp faces and the reals come at every resolution, so in
+    training sharpness alone separates the classes (and ranks select at AUC 0.78 with no model at all; see
+    weights/README.md). Within a pair of equal detail it cannot decide.
+    """
+    da, db = detail(a), detail(b)
+    if da == db:
+        return a, b
+    sharp_is_a = da > db
+    sharp, target = (a, db) if sharp_is_a else (b, da)
+    for sigma in BLUR_SIGMAS:
+        blurred = cv2.GaussianBlur(sharp, (0, 0), sigma)
+        if detail(blurred) <= target:
+            break
+    return (blurred, b) if sharp_is_a else (a, blurred)
+
+
 def make_example(image: np.ndarray, r: CachedFace, rng: np.random.Generator, size: int, margin: float,
                  train: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """One (real, fake) pair of detector inputs, cut with the inference crop rule (margin jittered in training)."""
@@ -318,7 +346,7 @@ class PairDataset(Dataset):
 
     def __init__(self, records: list[CachedFace], cache: str, size: int, margin: float, length: int,
                  video_share: float, seed: int, labelled: list[CachedFace] = (), sbi_share: float = 1.0,
-                 blended_methods: tuple[str, ...] = BLENDED_METHODS):
+                 blended_methods: tuple[str, ...] = BLENDED_METHODS, same_detail: bool = False):
         self.cache = Path(cache)
         self.photos = [r for r in records if r.kind == "photo"]
         self.videos = [r for r in records if r.kind != "photo"]
@@ -329,6 +357,7 @@ class PairDataset(Dataset):
         self.sbi_share = sbi_share if both else 1.0
         self.seed = seed
         self.blended = set(blended_methods)
+        self.same_detail = same_detail
 
     def __len__(self) -> int:
         return self.length
@@ -350,6 +379,8 @@ class PairDataset(Dataset):
             a, b = self.sampler.draw(rng, 0), self.sampler.draw(rng, 1)
             real = labelled_example(load_cached(self.cache, a), a, rng, self.size, self.margin)
             fake = labelled_example(load_cached(self.cache, b), b, rng, self.size, self.margin)
+            if self.same_detail:
+                real, fake = match_detail(real, fake)
             kind = KINDS.index("blended" if b.method in self.blended else "generated")
         pair = np.stack([confound(real, rng), confound(fake, rng)])
         return torch.from_numpy(pair), torch.tensor([0.0, 1.0]), kind
@@ -585,7 +616,8 @@ def train(cfg: TrainConfig, inputs: list[str]) -> dict:
         log.info("resumed at step %d (best so far %.4f)", step, best["select"])
 
     data = PairDataset(tr, cfg.cache_dir, cfg.input_size, cfg.margin, cfg.steps * cfg.pairs_per_batch,
-                       cfg.video_share, cfg.seed, labelled, cfg.sbi_share, tuple(cfg.blended_methods))
+                       cfg.video_share, cfg.seed, labelled, cfg.sbi_share, tuple(cfg.blended_methods),
+                       cfg.match_detail)
     order = list(range(step * cfg.pairs_per_batch, len(data)))
     loader = DataLoader(torch.utils.data.Subset(data, order), batch_size=cfg.pairs_per_batch,
                         num_workers=cfg.workers, persistent_workers=cfg.workers > 0)

@@ -7,6 +7,7 @@ import shutil
 from dataclasses import replace
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -18,7 +19,7 @@ from deepscreen.faces import FaceFinder, crop_face
 from deepscreen.model import KINDS, Detector, create_model, widen_head
 from deepscreen.sbi import self_blend
 from deepscreen.training import (BalancedSampler, CachedFace, Normalize, PairDataset, TrainConfig, choose_scored,
-                                 kind_loss, make_example, train)
+                                 detail, kind_loss, make_example, match_detail, train)
 
 SHIPPED = Path(__file__).resolve().parent.parent / "weights" / "deepscreen-sbi-mnv2.pt"
 
@@ -278,3 +279,17 @@ def test_pairs_say_which_kind_their_fake_is(tmp_path, face):
     assert kinds(sbi_share=0.0, blended_methods=("Swapper",)) == set(KINDS)  # one method of each kind
     assert kinds(sbi_share=0.0, blended_methods=()) == {"generated"}
     assert kinds(sbi_share=1.0) == {"blended"}  # self-blends are blends
+
+
+def test_matching_detail_blurs_only_the_sharper_face_down_to_the_other(face):
+    image, f = face
+    sharp = crop_face(image, f.box, 0.3, 128)
+    soft = cv2.GaussianBlur(sharp, (0, 0), 1.5)
+    assert detail(sharp) > 3 * detail(soft)
+    for a, b in ((sharp, soft), (soft, sharp)):  # whichever side the sharper face is on
+        a2, b2 = match_detail(a, b)
+        kept, blurred = (b2, a2) if a is sharp else (a2, b2)
+        assert kept is soft
+        assert 0.5 * detail(soft) <= detail(blurred) <= detail(soft)
+    same = match_detail(sharp, sharp.copy())
+    assert np.array_equal(same[0], sharp) and np.array_equal(same[1], sharp)

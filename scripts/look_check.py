@@ -1,6 +1,6 @@
 """Does the detector react to how a clip looks rather than to manipulation?  Scores under whole-crop changes.
 
-    .venv/bin/python scripts/look_check.py LABELLED_DIR [--weights FILE] [--frames 8] [--json OUT]
+    .venv/bin/python scripts/look_check.py LABELLED_DIR [--weights FILE] [--score detail] [--frames 8] [--json OUT]
 
 A manipulation detector should score a clip about the same whether it is grey, darker, blurred or sharper,
 or whether a corner holds an inset photo, a caption or nothing (masked grey), or the face sits on black:
@@ -10,6 +10,10 @@ whole-crop change below to real and fake clips alike, and prints per source the 
 top half of the face scores, as a track is scored) and the AUC over all clips. Large moves of the real sources'
 means under a change are a cue the detector uses that is not manipulation. LABELLED_DIR is any layout that
 `deepscreen bench` reads (labels.csv with file,label,source,method; real/ and fake/; FF++; Celeb-DF; DFDC).
+
+With `--score detail` the crops are scored by their fine detail instead (the variance of the Laplacian, the
+statistic `deepscreen train --match-detail` equalises): no model at all. Its AUC is what sharpness alone gets on
+the set, the floor a detector has to beat there before its ranking says anything about manipulation.
 
 Crops are cached in --workdir (default cache/look_check/, keyed by the files' paths, sizes and times, frames,
 margin and input size), so checking a second set of weights on the same clips takes only the scoring time.
@@ -21,6 +25,7 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -36,6 +41,7 @@ from deepscreen.aggregate import track_score  # noqa: E402
 from deepscreen.datasets import LabelledVideo, load_dataset  # noqa: E402
 from deepscreen.clips import face_crops  # noqa: E402
 from deepscreen.model import Detector, default_weights  # noqa: E402
+from deepscreen.training import detail  # noqa: E402
 
 
 def _gamma(img: np.ndarray, g: float) -> np.ndarray:
@@ -91,14 +97,15 @@ LOOKS = {
 }
 
 
-def check(items: list[LabelledVideo], crops: list[np.ndarray], detector: Detector, looks: list[str]) -> dict:
+def check(items: list[LabelledVideo], crops: list[np.ndarray], score: Callable[[list[np.ndarray]], np.ndarray],
+          looks: list[str]) -> dict:
     """Per look: each clip's score, each (source, label) group's mean, and the AUC over all clips with faces."""
     used = [i for i in range(len(items)) if len(crops[i])]
     report = {"videos": len(items), "without_faces": [items[i].path for i in range(len(items)) if i not in used],
               "looks": {}}
     for look in looks:
         change = LOOKS[look]
-        scores = {i: track_score(detector.score([change(c) for c in crops[i]])) for i in used}
+        scores = {i: track_score(score([change(c) for c in crops[i]])) for i in used}
         groups: dict[str, list[float]] = {}
         for i in used:
             group = f"{items[i].source or '-'} ({'fake' if items[i].label else 'real'})"
@@ -128,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("data", help="labelled videos, any layout `deepscreen bench` reads")
     ap.add_argument("--labels", help="labels CSV, when not DATA/labels.csv")
     ap.add_argument("--weights", default=str(default_weights()))
+    ap.add_argument("--score", choices=("detector", "detail"), default="detector",
+                    help="detail: score crops by fine detail alone, no model (crops cut with the weights' rule)")
     ap.add_argument("--frames", type=int, default=8)
     ap.add_argument("--looks", default=",".join(LOOKS), help=f"comma-separated, from: {', '.join(LOOKS)}")
     ap.add_argument("--workdir", default=str(ROOT / "cache" / "look_check"))
@@ -141,10 +150,16 @@ def main(argv: list[str] | None = None) -> int:
     items = load_dataset(args.data, args.labels)
     detector = Detector.load(args.weights, device="auto")
     crops = face_crops(items, args.frames, detector.profile.margin, detector.profile.input_size, Path(args.workdir))
-    report = check(items, crops, detector, looks)
-    report.update(weights=args.weights, weights_sha256=detector.sha256, frames=args.frames)
-    print(f"{detector.profile.name} v{detector.profile.version}: mean video score per source under whole-crop "
-          f"changes ({len(items)} videos, {args.frames} frames each)")
+    if args.score == "detail":
+        report = check(items, crops, lambda cs: np.array([detail(c) for c in cs]), looks)
+        report.update(score="detail", frames=args.frames)
+        print(f"fine detail (no model): mean video detail per source under whole-crop changes ({len(items)} "
+              f"videos, {args.frames} frames each)")
+    else:
+        report = check(items, crops, detector.score, looks)
+        report.update(score="detector", weights=args.weights, weights_sha256=detector.sha256, frames=args.frames)
+        print(f"{detector.profile.name} v{detector.profile.version}: mean video score per source under whole-crop "
+              f"changes ({len(items)} videos, {args.frames} frames each)")
     print(table(report))
     if report["without_faces"]:
         print(f"no face found in {len(report['without_faces'])} video(s): " + ", ".join(report["without_faces"]))

@@ -33,3 +33,19 @@ def test_look_check(tmp_path, face_clip, two_face_clip, no_face_clip, tiny_weigh
     assert look_check.main(args + ["--looks", "original", "--json", str(out)]) == 0
     assert len(list(work.glob("crops-*.npz"))) == 1
     assert json.loads(out.read_text())["looks"]["original"]["scores"] == orig
+
+
+def test_look_check_by_fine_detail_alone(tmp_path, face_clip, two_face_clip, tiny_weights, capsys):
+    """No model: each clip is scored by its crops' fine detail, which a blur must lower everywhere."""
+    look_check = load_script("look_check")
+    (tmp_path / "labels.csv").write_text(f"file,label,source\n{face_clip},real,astro\n{two_face_clip},fake,astro\n")
+    out = tmp_path / "report.json"
+    args = [str(tmp_path), "--weights", str(tiny_weights), "--frames", "3", "--workdir", str(tmp_path / "work"),
+            "--score", "detail", "--looks", "original,blur,sharpen", "--json", str(out)]
+    assert look_check.main(args) == 0
+    assert "fine detail (no model)" in capsys.readouterr().out
+    report = json.loads(out.read_text())
+    assert report["score"] == "detail" and "weights_sha256" not in report
+    original, blur, sharpen = (report["looks"][k]["scores"] for k in ("original", "blur", "sharpen"))
+    for clip in original:
+        assert blur[clip] < 0.7 * original[clip] < sharpen[clip]

@@ -117,7 +117,7 @@ KINDS = ("blended", "generated")
 
 
 class KindNet(nn.Module):
-    """MobileNetV2 with one logit per kind of manipulation; its score is the larger of the two.
+    """MobileNetV2 with one logit per kind of manipulation; its score is the larger of the scored kinds' logits.
 
     Why: one logit has to put blend boundaries and generated texture on the same side of one direction, and
     self-blends pulled against generated heads when their share grew (weights/README.md). The state dict has

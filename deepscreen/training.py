@@ -308,7 +308,7 @@ def match_detail(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Blur the sharper crop of a pair until its fine detail is no more than the other's (or the blur runs out).
 
     Why: the labelled fakes are mostly large, sharp faces and the reals come at every resolution, so in
-    training sharpness alone separates the classes (and ranks select at AUC 0.78 with no model at all; see
+    training sharpness alone separates the classes (and ranks select at AUC 0.76 with no model at all; see
     weights/README.md). Within a pair of equal detail it cannot decide.
     """
     da, db = detail(a), detail(b)
@@ -589,6 +589,8 @@ def train(cfg: TrainConfig, inputs: list[str]) -> dict:
                            extra={"method": "SBI + labelled video" if labelled else "SBI", "train_inputs": names})
     if cfg.arch == "mobilenet_v2_kinds":
         profile.extra["kinds"] = {"names": list(KINDS), "blended_methods": list(cfg.blended_methods)}
+    if cfg.match_detail:
+        profile.extra["match_detail"] = True
     if cfg.exclude_methods:
         profile.extra["excluded_methods"] = list(cfg.exclude_methods)
     if cfg.init:

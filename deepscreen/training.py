@@ -433,14 +433,19 @@ def _backbone(cfg: TrainConfig) -> nn.Module:
 
 
 @torch.no_grad()
-def _kind_logits(model: nn.Module, norm: Normalize, x: np.ndarray, bf16: bool, batch: int = 64) -> np.ndarray:
+def _outputs(model: nn.Module, head, norm: Normalize, x: np.ndarray, bf16: bool, batch: int = 64) -> np.ndarray:
+    """`head` (the model, or one of its methods) over uint8 crops in batches, in eval mode: float outputs."""
     model.eval()
     out = []
     for s in range(0, len(x), batch):
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            out.append(model.kinds(norm(torch.from_numpy(x[s:s + batch]))).float().numpy())
+            out.append(head(norm(torch.from_numpy(x[s:s + batch]))).float().numpy())
     model.train()
     return np.concatenate(out)
+
+
+def _sigmoid(logits: np.ndarray) -> np.ndarray:
+    return torch.sigmoid(torch.from_numpy(np.ascontiguousarray(logits))).numpy()
 
 
 def choose_scored(model: nn.Module, norm: Normalize, clips: list[np.ndarray], labels: list[int],
@@ -450,25 +455,18 @@ def choose_scored(model: nn.Module, norm: Normalize, clips: list[np.ndarray], la
     Why: a head can rank unseen material better than the max of both, whose false alarms add up (on select, the
     blended head rose on real faces that the generated head left low). Ties go to every kind.
     """
-    per_clip = [_kind_logits(model, norm, c, bf16) for c in clips]
+    per_clip = [_outputs(model, model.kinds, norm, c, bf16) for c in clips]
     ways = [list(range(len(KINDS)))] + [[i] for i in range(len(KINDS))]
     aucs = {}
     for way in ways:
-        scores = [track_score(1 / (1 + np.exp(-k[:, way].max(1)))) for k in per_clip]
+        scores = [track_score(_sigmoid(k[:, way].max(1))) for k in per_clip]
         aucs["+".join(KINDS[i] for i in way)] = float(roc_auc_score(labels, scores))
     best = max(ways, key=lambda w: aucs["+".join(KINDS[i] for i in w)])  # first of equals: every kind
     return best, aucs
 
 
-@torch.no_grad()
-def _predict(model: nn.Module, norm: Normalize, x: np.ndarray, bf16: bool, batch: int = 64) -> np.ndarray:
-    model.eval()
-    out = []
-    for s in range(0, len(x), batch):
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            out.append(torch.sigmoid(model(norm(torch.from_numpy(x[s:s + batch]))).float()).flatten().numpy())
-    model.train()
-    return np.concatenate(out)
+def _predict(model: nn.Module, norm: Normalize, x: np.ndarray, bf16: bool) -> np.ndarray:
+    return _sigmoid(_outputs(model, model, norm, x, bf16).flatten())
 
 
 def validation_set(val: list[CachedFace], cache: str, size: int, margin: float, seed: int, limit: int = 600):

@@ -205,11 +205,12 @@ def test_training_on_labelled_clips(tmp_path, astronaut_png, face_clip, two_face
     run2 = replace(cfg, run_dir=str(tmp_path / "run2"), out=str(tmp_path / "m2.pt"), exclude_methods=["Tint"])
     train(run2, [str(data)])
     assert Detector.load(run2.out, device="cpu").profile.extra["excluded_methods"] == ["Tint"]
-    # A network with a logit per kind trains on the same data and loads like any other.
+    # A network with a logit per kind trains on the same data (here on detail-matched pairs) and loads like any other.
     run3 = replace(cfg, run_dir=str(tmp_path / "run3"), out=str(tmp_path / "m3.pt"), arch="mobilenet_v2_kinds",
-                   blended_methods=["Tint"])
+                   blended_methods=["Tint"], match_detail=True)
     train(run3, [str(data)])
     det = Detector.load(run3.out, device="cpu")
+    assert det.profile.extra["match_detail"] is True
     kinds = det.profile.extra["kinds"]
     assert kinds["names"] == list(KINDS) and kinds["blended_methods"] == ["Tint"]
     # The way of scoring chosen on the selection clips is what the loaded detector (in ONNX Runtime) scores.

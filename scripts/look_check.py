@@ -148,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         ap.error(f"unknown look(s): {', '.join(unknown)}")
     items = load_dataset(args.data, args.labels)
-    detector = Detector.load(args.weights, device="auto")
+    # Scoring by detail needs only the crop rule: no ONNX export for it.
+    detector = Detector.load(args.weights, device="auto", runtime="torch" if args.score == "detail" else "auto")
     crops = face_crops(items, args.frames, detector.profile.margin, detector.profile.input_size, Path(args.workdir))
     if args.score == "detail":
         report = check(items, crops, lambda cs: np.array([detail(c) for c in cs]), looks)

@@ -534,6 +534,30 @@ def run_bench(dataset: str, out_dir: str, screener: Any, labels: str | None = No
     return bench_items(load_dataset(dataset, labels), out_dir, screener, progress)[0]
 
 
+def _check_same_settings(out_dir: str, settings: dict) -> None:
+    """Refuse to resume a bench whose records another model or other sampling settings made.
+
+    Why: records are picked up by path, and a calibration fed the last checkpoint's scores would store a
+    threshold that does not fit the weights it is written into.
+    """
+    path = os.path.join(out_dir, "settings.json")
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as fh:
+            before = json.load(fh)
+        diff = sorted(k for k in set(before) | set(settings) if before.get(k) != settings.get(k))
+        if diff:
+            changes = "; ".join(f"{k}: {before.get(k)!r} -> {settings.get(k)!r}" for k in diff)
+            raise ValueError(f"{out_dir} holds records made with other settings ({changes}); "
+                             f"pass another output folder, or delete {out_dir} to start over")
+        return
+    records = os.path.join(out_dir, "results.jsonl")
+    if os.path.exists(records) and os.path.getsize(records):
+        raise ValueError(f"{out_dir} holds records of an unknown model and settings; "
+                         f"pass another output folder, or delete {out_dir} to start over")
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump(settings, fh, indent=2)
+
+
 def bench_items(items: list[LabelledVideo], out_dir: str, screener: Any,
                 progress: Any = None) -> tuple[dict[str, Any], dict[str, ScreenResult]]:
     """Screen labelled videos, report on them; returns the metrics and every video's record by path.
@@ -544,6 +568,7 @@ def bench_items(items: list[LabelledVideo], out_dir: str, screener: Any,
     from .results import ResultWriter, open_results
 
     os.makedirs(out_dir, exist_ok=True)
+    _check_same_settings(out_dir, screener.settings())
     done, fh = open_results(os.path.join(out_dir, "results.jsonl"))
     results = {_norm(r.path): r for r in done}
     todo = [v.path for v in items if _norm(v.path) not in results]

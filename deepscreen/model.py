@@ -12,6 +12,7 @@ checkpoint into a cache folder, score the same (within 1e-6 here) at a fraction 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import tempfile
@@ -308,6 +309,14 @@ class Detector:
         if isinstance(model, KindNet) and "scored" in profile.extra.get("kinds", {}):
             model.scored = [KINDS.index(k) for k in profile.extra["kinds"]["scored"]]
         return cls(model, profile, resolve_device(device), sha256_file(path), batch_size, runtime)
+
+    def scoring_key(self) -> str:
+        """A hash of what turns a crop into a score (weights, crop, scored logits), not of the threshold: a
+        checkpoint keeps its key when `calibrate` writes a threshold into the file."""
+        p = self.profile
+        what = [_state_hash(self.model), p.arch, p.input_size, p.margin, list(p.mean), list(p.std),
+                getattr(self.model, "scored", None)]
+        return hashlib.sha256(json.dumps(what).encode()).hexdigest()
 
     def info(self) -> dict:
         info = {"name": self.profile.name, "arch": self.profile.arch, "version": self.profile.version,

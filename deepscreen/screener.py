@@ -159,6 +159,13 @@ class Screener:
             return []
         return [(stride, margin) for stride, margin in self.early_passes if -(-n // stride) >= EARLY_PASS_FRAMES]
 
+    def settings(self) -> dict:
+        """What decides the scores (not the threshold, which only reads them): an earlier run's records can be
+        reused only if this matches."""
+        return {"detector": self.detector.scoring_key(), "frames": self.frames, "fps": self.fps,
+                "min_face": self.faces.min_face, "detect_every": self.faces.detect_every,
+                "early_passes": [list(p) for p in self.early_passes] if self.early_exit else []}
+
     # -- public API -------------------------------------------------------------------------------------
 
     def screen(self, path: str) -> ScreenResult:
@@ -174,6 +181,7 @@ class Screener:
         `self.stats.resumed`); the same content under a new path gets a duplicate record.
         """
         self.stats = RunStats()
+        previous = list(previous)  # read twice below
         self._by_hash: dict[str, ScreenResult | _Decoded] = {}
         self._recorded: dict[tuple, ScreenResult] = {}
         for r in previous:
@@ -279,6 +287,9 @@ class Screener:
         except Exception as e:  # noqa: BLE001 - one bad file must not stop the batch
             job.result.status, job.result.message = "error", f"{type(e).__name__}: {e}"
         finally:
+            if job.after is not None:  # a file that failed before `_claim` still claims in input order
+                job.after.claimed.wait()
+                job.after = None
             job.claimed.set()
             job.frames.put(_END)
 

@@ -55,3 +55,26 @@ def test_calibrate_refuses_a_set_with_one_class(tmp_path, tiny_weights, labelled
                                     str(tmp_path / "c"), "--device", "cpu"])
     assert res.exit_code == 2 and "needs scored real and fake clips" in res.output
     assert "calibration" not in Detector.load(weights, device="cpu").profile.extra
+
+
+def test_calibrate_refuses_records_another_model_made(tmp_path, tiny_weights, labelled):
+    """Records are reused by path when a bench resumes: a second checkpoint must not inherit the first's scores."""
+    from deepscreen.model import ModelProfile, create_model, save_checkpoint
+
+    out = tmp_path / "cal"
+    first = tmp_path / "w1.pt"
+    shutil.copy(tiny_weights, first)
+    args = ["--max-fpr", "0.5", "-o", str(out), "--device", "cpu"]
+    res = CliRunner().invoke(main, ["calibrate", str(labelled), "--weights", str(first), *args])
+    assert res.exit_code == 0, res.output
+    second = tmp_path / "w2.pt"
+    save_checkpoint(second, create_model("tiny_cnn"), ModelProfile(name="other", arch="tiny_cnn", input_size=64,
+                                                                   margin=0.3))
+    res = CliRunner().invoke(main, ["calibrate", str(labelled), "--weights", str(second), *args])
+    assert res.exit_code == 2 and "other settings" in res.output and "detector" in res.output
+    assert "calibration" not in Detector.load(second, device="cpu").profile.extra
+    # The same model again (its file now holds a threshold) resumes: nothing is screened twice.
+    lines = (out / "results.jsonl").read_text().count("\n")
+    res = CliRunner().invoke(main, ["calibrate", str(labelled), "--weights", str(first), *args])
+    assert res.exit_code == 0, res.output
+    assert (out / "results.jsonl").read_text().count("\n") == lines

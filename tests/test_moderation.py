@@ -149,3 +149,26 @@ def test_json_logs_and_quiet(inbox, tiny_weights, tmp_path):
     quiet = subprocess.run([*CLI, "-q", "scan", str(inbox / "b.mp4"), "-o", str(tmp_path / "q.jsonl"), "--weights",
                             str(tiny_weights), "--frames", "2"], capture_output=True, text=True, check=True)
     assert quiet.stderr == ""
+
+
+def test_copies_around_a_missing_file_keep_input_order(inbox, tiny_weights, tmp_path, monkeypatch):
+    """A file that fails its checks must still claim its content in input order: a copy after it may not become
+    the original of a copy before it (the first copy's hash is slowed down to make the race certain)."""
+    from deepscreen import screener as screener_mod
+
+    first, later = tmp_path / "first.mp4", tmp_path / "later.mp4"
+    shutil.copy(inbox / "a.mp4", first)
+    shutil.copy(inbox / "a.mp4", later)
+    real_check = screener_mod._check_file
+
+    def slow_for_first(path):
+        if path == str(first):
+            time.sleep(1.0)
+        return real_check(path)
+
+    monkeypatch.setattr(screener_mod, "_check_file", slow_for_first)
+    s = screener_mod.Screener(weights=tiny_weights, device="cpu", frames=4, workers=3)
+    a, missing, b = s.screen_many([str(first), str(tmp_path / "gone.mp4"), str(later)])
+    assert a.status == "ok" and a.duplicate_of is None and a.score is not None
+    assert missing.status != "ok" and "gone.mp4" in missing.path
+    assert b.duplicate_of == str(first) and b.score == a.score

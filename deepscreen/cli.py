@@ -1,7 +1,8 @@
 """The `deepscreen` command: a thin layer over the Python API.
 
 Exit codes: 0 the scan completed (whatever the verdicts); 1 with --fail-on-fake when a video is flagged;
-2 for usage errors (bad options, missing weights).
+2 for usage errors (bad options, missing weights, an output that cannot be written); 3 for an unexpected error
+(a bug: never read as a verdict).
 """
 from __future__ import annotations
 
@@ -63,7 +64,21 @@ RUNTIME = click.option(
     help="Where the detector runs: auto is ONNX Runtime on a CPU (same scores, faster), PyTorch on a GPU.")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Group(click.Group):
+    """Turns an unexpected exception into exit code 3, so that a crash never reads as --fail-on-fake's 1."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as e:  # noqa: BLE001 - the last resort: say what happened, exit with its own code
+            log.debug("unexpected error", exc_info=True)
+            click.echo(f"deepscreen: unexpected error: {type(e).__name__}: {e} (-vv for the traceback)", err=True)
+            ctx.exit(3)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="deepscreen")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors; no summary table.")
@@ -95,7 +110,7 @@ def _read_list(source: str) -> Iterator[str]:
 
 @main.command(epilog=SCAN_EXAMPLES)
 @click.argument("paths", nargs=-1, type=click.Path())
-@click.option("--from-list", "from_list", type=click.Path(allow_dash=True, dir_okay=False), default=None,
+@click.option("--from-list", "from_list", type=click.Path(exists=True, allow_dash=True, dir_okay=False), default=None,
               help="Also read paths from this file, one per line ('-' for stdin).")
 @click.option("-o", "--output", default="deepscreen-results.jsonl", show_default=True,
               help="Results file, appended and flushed per video; '-' for JSON lines on stdout.")
@@ -166,12 +181,15 @@ def scan(ctx: click.Context, paths: tuple[str, ...], from_list: str | None, outp
             raise click.UsageError(str(e)) from e
         screen, setup_errors = screener.screen_many, ()
     previous: list[ScreenResult] = []
-    if to_stdout:
-        fh = sys.stdout
-    elif resume:
-        previous, fh = open_results(output)
-    else:
-        fh = open(output, "a", encoding="utf-8", newline="")
+    try:
+        if to_stdout:
+            fh = sys.stdout
+        elif resume:
+            previous, fh = open_results(output)
+        else:
+            fh = open(output, "a", encoding="utf-8", newline="")
+    except OSError as e:
+        raise click.UsageError(f"cannot write the output {output}: {e.strerror or e}") from e
     stats = WalkStats()
     inputs = iter_inputs(itertools.chain(paths, _read_list(from_list) if from_list else ()), recursive, stats)
     tally = Tally()

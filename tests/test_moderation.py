@@ -172,3 +172,25 @@ def test_copies_around_a_missing_file_keep_input_order(inbox, tiny_weights, tmp_
     assert a.status == "ok" and a.duplicate_of is None and a.score is not None
     assert missing.status != "ok" and "gone.mp4" in missing.path
     assert b.duplicate_of == str(first) and b.score == a.score
+
+
+def test_exit_codes_tell_a_crash_from_a_flag(inbox, tiny_weights, tmp_path, monkeypatch):
+    """A CI gate reads 1 as 'something flagged': bad set-up is 2 and a bug is 3, never 1."""
+    import deepscreen.cli as cli
+
+    base = ["scan", "--weights", str(tiny_weights), "--frames", "4", "--fail-on-fake", "--threshold", "0"]
+    res = CliRunner().invoke(main, [*base, "--from-list", str(tmp_path / "no-such-list.txt")])
+    assert res.exit_code == 2 and "no-such-list.txt" in res.output
+    res = CliRunner().invoke(main, [*base, str(inbox / "a.mp4"), "-o", str(tmp_path / "no-dir" / "out.jsonl")])
+    assert res.exit_code == 2 and "cannot write the output" in res.output
+    out = tmp_path / "out.jsonl"
+    res = CliRunner().invoke(main, [*base, str(inbox / "a.mp4"), "-o", str(out)])
+    assert res.exit_code == 1, res.output  # threshold 0: the face is flagged
+
+    def broken_summary(*args, **kwargs):
+        raise RuntimeError("a bug in the summary")
+
+    monkeypatch.setattr(cli, "summary", broken_summary)
+    res = CliRunner().invoke(main, [*base, str(inbox / "a.mp4"), "-o", str(out)])
+    assert res.exit_code == 3 and "RuntimeError: a bug in the summary" in res.output
+    assert len(_records(out)) == 2  # the records written before the bug are kept

@@ -257,30 +257,74 @@ def output_size(info: VideoInfo, max_side: int = MAX_SIDE) -> tuple[int, int]:
     return max(2, int(round(info.width * scale / 2)) * 2), max(2, int(round(info.height * scale / 2)) * 2)
 
 
+class Deadline:
+    """When a video's time is up. Time spent paused (the reader not taking frames because the models are busy
+    with the videos before it) does not count: waiting in line is not the file's fault."""
+
+    def __init__(self, seconds: float):
+        self._at = time.monotonic() + seconds
+        self._paused_since: float | None = None
+        self._lock = threading.Lock()
+
+    def pause(self) -> None:
+        with self._lock:
+            if self._paused_since is None:
+                self._paused_since = time.monotonic()
+
+    def resume(self) -> None:
+        with self._lock:
+            if self._paused_since is not None:
+                self._at += time.monotonic() - self._paused_since
+                self._paused_since = None
+
+    def remaining(self) -> float | None:
+        """Seconds left (0 or less: passed); None while paused."""
+        with self._lock:
+            return None if self._paused_since is not None else self._at - time.monotonic()
+
+
 class _Watchdog:
     """Kills an ffmpeg process when the per-video deadline passes, so a hostile file cannot hang the batch."""
 
-    def __init__(self, proc: subprocess.Popen, deadline: float | None):
-        self.fired = False
-        self._timer = None
-        if deadline is not None:
-            self._timer = threading.Timer(max(0.0, deadline - time.monotonic()), self._kill, args=(proc,))
-            self._timer.daemon = True
-            self._timer.start()
+    PAUSED_POLL_S = 0.5
 
-    def _kill(self, proc: subprocess.Popen) -> None:
-        self.fired = True
-        proc.kill()
+    def __init__(self, proc: subprocess.Popen, deadline: Deadline | None):
+        self.fired = False
+        self._proc, self._deadline = proc, deadline
+        self._lock = threading.Lock()
+        self._timer: threading.Timer | None = None
+        self._cancelled = False
+        if deadline is not None:
+            self._arm(deadline.remaining())
+
+    def _arm(self, left: float | None) -> None:
+        timer = threading.Timer(self.PAUSED_POLL_S if left is None else max(0.0, left), self._check)
+        timer.daemon = True
+        with self._lock:
+            if self._cancelled:
+                return
+            self._timer = timer
+            timer.start()
+
+    def _check(self) -> None:
+        left = self._deadline.remaining()
+        if left is not None and left <= 0:
+            self.fired = True
+            self._proc.kill()
+        else:  # paused, or the deadline moved on while it was
+            self._arm(left)
 
     def cancel(self) -> None:
-        if self._timer:
-            self._timer.cancel()
+        with self._lock:
+            self._cancelled = True
+            if self._timer:
+                self._timer.cancel()
 
 
 _PTS_RE = re.compile(rb"pts_time:\s*(-?[0-9.]+)")
 
 
-def _pipe_frames(args: list[str], path: str, size: tuple[int, int], deadline: float | None,
+def _pipe_frames(args: list[str], path: str, size: tuple[int, int], deadline: Deadline | None,
                  on_stderr_line=None) -> Iterator[np.ndarray]:
     """Run ffmpeg and yield raw RGB frames from its stdout; stderr is drained on a thread."""
     w, h = size
@@ -326,7 +370,7 @@ def _select_expr(targets: list[float]) -> str:
 
 
 def read_frames(path: str, info: VideoInfo, times: list[float], max_side: int = MAX_SIDE,
-                deadline: float | None = None, first: list[int] = ()) -> Iterator[Frame]:
+                deadline: Deadline | None = None, first: list[int] = ()) -> Iterator[Frame]:
     """Stream the frames at `times`: one select pass for short clips, one input seek per frame for long ones.
 
     Each frame is the first at or after its time; times past the last frame, or so close together that they
@@ -369,7 +413,7 @@ def _onto_frames(info: VideoInfo, times: list[float]) -> list[float]:
 
 
 def _read_by_selecting(path: str, info: VideoInfo, times: list[float], size: tuple[int, int],
-                       deadline: float | None) -> Iterator[tuple[int, float, np.ndarray]]:
+                       deadline: Deadline | None) -> Iterator[tuple[int, float, np.ndarray]]:
     shown: list[float] = []
 
     def on_line(line: bytes) -> None:
@@ -394,7 +438,7 @@ def _read_by_selecting(path: str, info: VideoInfo, times: list[float], size: tup
 
 
 def _read_by_seeking(path: str, info: VideoInfo, times: list[tuple[int, float]], size: tuple[int, int],
-                     deadline: float | None) -> Iterator[tuple[int, float, np.ndarray]]:
+                     deadline: Deadline | None) -> Iterator[tuple[int, float, np.ndarray]]:
     """One short decode per (index, time), from the keyframe before it."""
     failure, count = None, 0
     for i, t in times:

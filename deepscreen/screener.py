@@ -264,7 +264,7 @@ class Screener:
                 limit_note = f"{limit:g} s, the default for a {job.info.duration:g} s video; see --timeout"
             else:
                 limit_note = f"{limit:g} s"
-            deadline = start + limit if limit else None
+            deadline = media.Deadline(limit - (time.monotonic() - start)) if limit else None
             job.times = times
             passes = self.passes(len(times))
             # each early pass's frames, pass by pass, come before the rest where decoding can order them
@@ -275,7 +275,11 @@ class Screener:
                     if job.cancel.is_set():
                         break
                     t1 = time.monotonic()
+                    if deadline:
+                        deadline.pause()
                     job.frames.put(frame)
+                    if deadline:
+                        deadline.resume()
                     waited += time.monotonic() - t1
             finally:
                 frames.close()  # kills ffmpeg when the main thread stopped early

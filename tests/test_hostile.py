@@ -227,8 +227,32 @@ def test_a_passed_deadline_kills_ffmpeg_with_a_one_line_timeout(corpus):
     path = str(corpus[0] / "long-10min-face.mp4")
     info = media.probe(path)
     with pytest.raises(media.MediaError) as err:
-        list(media.read_frames(path, info, media.sample_times(info, frames=4), deadline=time.monotonic()))
+        list(media.read_frames(path, info, media.sample_times(info, frames=4), deadline=media.Deadline(0)))
     assert err.value.status == "timeout" and "\n" not in err.value.message
+
+
+def test_time_waiting_for_the_reader_does_not_count_against_the_deadline(face_clip):
+    """A video queued behind slow ones waits with ffmpeg blocked on a full pipe: that wait is not decoding."""
+    info = media.probe(str(face_clip))
+    times = media.sample_times(info, frames=8)
+
+    def read(pause: bool) -> int:
+        deadline = media.Deadline(1.5)
+        n = 0
+        for _ in media.read_frames(str(face_clip), info, times, deadline=deadline):
+            n += 1
+            if n == 1:  # the models are busy elsewhere for a while
+                if pause:
+                    deadline.pause()
+                time.sleep(2.5)
+                if pause:
+                    deadline.resume()
+        return n
+
+    assert read(pause=True) == 8
+    with pytest.raises(media.MediaError) as err:
+        read(pause=False)
+    assert err.value.status == "timeout"
 
 
 def test_ffmpeg_messages_never_carry_the_file_name(tmp_path, corpus):

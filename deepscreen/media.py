@@ -462,7 +462,14 @@ def transcode(src: str, dst: str, timeout: float | None = 600, **options: str) -
     args = [*_ffmpeg_input(src), "-map", "0:v"]
     for key, value in options.items():  # as ffmpeg-python spelled keyword options: -key value, or -key for None
         args += [f"-{key}"] + ([] if value is None else [str(value)])
-    args += ["file:" + dst, "-y"]
-    proc = _run(args, timeout)
-    if proc.returncode != 0:
-        raise MediaError("decode_error", f"ffmpeg: {_last_error_line(_without_path(proc.stderr, src))}")
+    root, ext = os.path.splitext(dst)
+    part = f"{root}.part{ext}"  # the extension still names the container; `dst` appears only when complete
+    args += ["file:" + part, "-y"]
+    try:
+        proc = _run(args, timeout)
+        if proc.returncode != 0:
+            raise MediaError("decode_error", f"ffmpeg: {_last_error_line(_without_path(proc.stderr, src))}")
+        os.replace(part, dst)
+    finally:
+        if os.path.exists(part):
+            os.remove(part)

@@ -150,19 +150,28 @@ def _detect_photos(batch: list[tuple[str, np.ndarray]], cache: Path, finder: Fac
         face = _largest(faces)
         if face is not None:
             stem = Path(p).stem.split(".")[0]
-            out.append(_store(cache, f"photos/{stem}.jpg", im, face, group=f"photo:{stem}", kind="photo"))
+            out.append(_store(cache, f"photos/{_file_key(p)}.jpg", im, face, group=f"photo:{stem}", kind="photo"))
     return out
 
 
+def _file_key(path: str) -> str:
+    """A cache name for one input file: its stem, made unique by its path (two folders may both hold 000.mp4)."""
+    return f"{Path(path).stem}-{hashlib.sha256(os.path.abspath(path).encode()).hexdigest()[:8]}"
+
+
 def _cache_video(path: str, cache: Path, finder: FaceFinder, frames: int) -> list[CachedFace]:
-    stem = Path(path).stem
+    stem, key = Path(path).stem, _file_key(path)
     out = []
     sources = [(path, "video")]
     for variant, opts in VIDEO_VARIANTS.items():
-        dst = cache / "variants" / f"{stem}.{variant}.{'mpg' if variant == 'mpeg1' else 'mp4'}"
+        dst = cache / "variants" / f"{key}.{variant}.{'mpg' if variant == 'mpeg1' else 'mp4'}"
         if not dst.exists():
             dst.parent.mkdir(parents=True, exist_ok=True)
-            media.transcode(path, str(dst), **opts)
+            try:
+                media.transcode(path, str(dst), **opts)
+            except media.MediaError as e:
+                log.warning("skipping the %s variant of %s: %s", variant, path, e.message)
+                continue
         sources.append((str(dst), f"video-{variant}"))
     for src, kind in sources:
         try:
@@ -176,17 +185,18 @@ def _cache_video(path: str, cache: Path, finder: FaceFinder, frames: int) -> lis
         for frame, faces in zip(decoded, found):
             face = _largest(faces)
             if face is not None:
-                out.append(_store(cache, f"videos/{stem}/{kind}_{frame.index:03d}.jpg", frame.image, face,
+                out.append(_store(cache, f"videos/{key}/{kind}_{frame.index:03d}.jpg", frame.image, face,
                                   group=f"video:{stem}", kind=kind))
     return out
 
 
 def build_cache(inputs: list[str], cache_dir: str, frames_per_video: int = 40, device: str = "cpu") -> list[CachedFace]:
-    """Find and store faces from folders of photos and videos; reuses an existing index."""
+    """Find and store faces from folders of photos and videos.
+
+    The index is keyed by the files found (path and content) and the frame count, so the same inputs reuse it
+    and other inputs get their own (faces stored by an earlier build are reused only through an index).
+    """
     cache = Path(cache_dir)
-    index = cache / "index.jsonl"
-    if index.exists():
-        return [CachedFace(**json.loads(line)) for line in index.read_text().splitlines()]
     photos, videos = [], []
     for root in inputs:
         for dirpath, _, files in os.walk(root):
@@ -196,6 +206,10 @@ def build_cache(inputs: list[str], cache_dir: str, frames_per_video: int = 40, d
                     photos.append(p)
                 elif is_video_name(f):
                     videos.append(p)
+    what = [frames_per_video, *([os.path.abspath(p), *fingerprint(p)] for p in sorted(photos + videos))]
+    index = cache / f"index-{hashlib.sha256(json.dumps(what).encode()).hexdigest()[:16]}.jsonl"
+    if index.exists():
+        return [CachedFace(**json.loads(line)) for line in index.read_text().splitlines()]
     finder = FaceFinder(device=device, min_face=40)
     log.info("caching faces from %d photos and %d videos into %s", len(photos), len(videos), cache)
     records = _cache_photos(sorted(photos), cache, finder)

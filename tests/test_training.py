@@ -18,8 +18,8 @@ from deepscreen.datasets import LabelledVideo
 from deepscreen.faces import FaceFinder, crop_face
 from deepscreen.model import KINDS, Detector, create_model, widen_head
 from deepscreen.sbi import self_blend
-from deepscreen.training import (BalancedSampler, CachedFace, Normalize, PairDataset, TrainConfig, choose_scored,
-                                 detail, kind_loss, make_example, match_detail, train)
+from deepscreen.training import (BalancedSampler, CachedFace, Normalize, PairDataset, TrainConfig, build_cache,
+                                 choose_scored, detail, kind_loss, make_example, match_detail, train)
 
 SHIPPED = Path(__file__).resolve().parent.parent / "weights" / "deepscreen-sbi-mnv2.pt"
 
@@ -71,7 +71,8 @@ def test_train_command_writes_a_loadable_checkpoint_and_resumes(tmp_path, astron
     assert 0 <= best["auc"] <= 1 and best["step"] in (2, 4)
     det = Detector.load(cfg.out, device="cpu")
     assert det.profile.arch == "tiny_cnn" and det.profile.extra["method"] == "SBI"
-    index = [json.loads(line) for line in (tmp_path / "cache" / "index.jsonl").read_text().splitlines()]
+    [index_file] = (tmp_path / "cache").glob("index-*.jsonl")
+    index = [json.loads(line) for line in index_file.read_text().splitlines()]
     assert {r["kind"] for r in index} >= {"photo", "video", "video-mpeg1"}
     (tmp_path / "run" / "log.jsonl").unlink()
     train(cfg, [str(data)])  # run again: it resumes from the last checkpoint, finds nothing left to do
@@ -80,6 +81,22 @@ def test_train_command_writes_a_loadable_checkpoint_and_resumes(tmp_path, astron
     with pytest.raises(ValueError, match=r"other settings \(lr: 0.0003 -> 0.001\)"):
         train(replace(cfg, lr=1e-3), [str(data)])
     train(replace(cfg, workers=1), [str(data)])  # how many loader workers does not matter
+
+
+def test_face_cache_follows_its_inputs(tmp_path, astronaut_png, face_clip, two_face_clip):
+    """Same-named files in two folders keep their own faces and variants; other inputs get their own index."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir(), b.mkdir()
+    shutil.copy(face_clip, a / "000.mp4")
+    shutil.copy(two_face_clip, b / "000.mp4")
+    cache = str(tmp_path / "cache")
+    only_a = build_cache([str(a)], cache, frames_per_video=2)
+    both = build_cache([str(a), str(b)], cache, frames_per_video=2)
+    assert {r.kind for r in only_a} == {"video", "video-mpeg1", "video-h264lo", "video-small"}
+    assert len(both) > len(only_a) and len({r.file for r in both}) == len(both)
+    assert len(list((tmp_path / "cache" / "variants").glob("000-*.mpg"))) == 2
+    assert build_cache([str(a)], cache, frames_per_video=2) == only_a  # reused, not rebuilt
+    assert not list((tmp_path / "cache" / "variants").glob("*.part.*"))
 
 
 def test_checkpoints_chosen_on_labelled_videos(tmp_path, astronaut_png, face_clip, two_face_clip, no_face_clip):

@@ -143,7 +143,8 @@ def write_report(path: str, results: list[ScreenResult], evidence: dict[str, lis
                     + _cell(str(len(r.tracks)), len(r.tracks))
                     + _cell(f"{r.video.get('duration', 0):.1f} s" if r.video else "", r.video.get("duration", 0))
                     + _cell(r.status + (f": {r.message}" if r.message else ""), r.status) + "</tr>")
-    sections = [_flagged_section(f"v{i}", r, evidence.get(r.path, []), detector)
+    # A copy's crops are its original's (screened once, in this run or an earlier one).
+    sections = [_flagged_section(f"v{i}", r, evidence.get(r.path) or evidence.get(r.duplicate_of or "", []), detector)
                 for i, r in enumerate(results) if r.verdict == "fake"]
     flagged = sum(r.verdict == "fake" for r in results)
     page = f"""<!DOCTYPE html>
@@ -176,7 +177,8 @@ def _flagged_section(anchor: str, r: ScreenResult, kept: list[Evidence], detecto
             f"<br>person {e.track_id}, {e.t:.2f} s, score {e.score:.3f}</div>"
             for e, h in zip(kept, heat)) + "</div>"
     elif not kept:
-        faces = "<p>No face crops kept for this video (it was screened in an earlier run).</p>"
+        original = f" (same content as {html.escape(r.duplicate_of)})" if r.duplicate_of else ""
+        faces = f"<p>No face crops kept for this video{original}: it was screened in an earlier run.</p>"
     return f"""<section id="{anchor}"><h2>{html.escape(r.path)}</h2>
 <p>score {r.score:.3f} (threshold {r.threshold}), {len(r.tracks)} people, sha256 {r.sha256}</p>
 <table><thead><tr><th>person</th><th>score</th><th>faces</th><th>seen</th><th>most suspicious at</th></tr></thead>

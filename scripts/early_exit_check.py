@@ -36,7 +36,7 @@ from deepscreen import media  # noqa: E402
 from deepscreen.aggregate import MIN_TRACK_FACES, track_score  # noqa: E402
 from deepscreen.bench import _norm  # noqa: E402
 from deepscreen.datasets import load_dataset  # noqa: E402
-from deepscreen.results import ScreenResult, open_results  # noqa: E402
+from deepscreen.results import ScreenResult, read_results  # noqa: E402
 from deepscreen.model import Detector, default_weights, update_profile  # noqa: E402
 from deepscreen.screener import EARLY_PASS_FRAMES, EARLY_PASSES, _logit, early_passes  # noqa: E402
 
@@ -44,8 +44,7 @@ GRID = [(m8, m4) for m8 in (1.0, 1.5, 2.0, 2.5, 3.0, 4.0) for m4 in (0.5, 0.75, 
 
 
 def _records(bench_dir: str) -> dict[str, ScreenResult]:
-    done, fh = open_results(str(Path(bench_dir) / "results.jsonl"))
-    fh.close()
+    done = read_results(str(Path(bench_dir) / "results.jsonl"))  # read only: the bench may still be writing
     return {_norm(r.path): r for r in done}
 
 

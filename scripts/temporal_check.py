@@ -37,7 +37,7 @@ from deepscreen.bench import _norm  # noqa: E402
 from deepscreen.clips import face_crops  # noqa: E402
 from deepscreen.datasets import LabelledVideo, load_dataset  # noqa: E402
 from deepscreen.model import Detector, default_weights  # noqa: E402
-from deepscreen.results import open_results  # noqa: E402
+from deepscreen.results import read_results  # noqa: E402
 
 
 def _flicker(s: np.ndarray) -> float:
@@ -56,8 +56,7 @@ AGGREGATIONS = {
 
 def video_scores(bench_dir: str) -> dict[str, dict[str, float]]:
     """Per video path (normalised), each aggregation's score over the tracks that count."""
-    done, fh = open_results(str(Path(bench_dir) / "results.jsonl"))
-    fh.close()
+    done = read_results(str(Path(bench_dir) / "results.jsonl"))  # read only: the bench may still be writing
     out = {}
     for r in done:
         if r.status != "ok" or not r.tracks:

@@ -26,6 +26,7 @@ def report(tmp_path_factory, face_clip, no_face_clip, two_face_clip, tiny_weight
     d = tmp_path_factory.mktemp("report")
     for clip in (face_clip, no_face_clip, two_face_clip):
         shutil.copy(clip, d / clip.name)
+    shutil.copy(face_clip, d / "zz-copy.mp4")  # screened once: its section shows the original's faces
     (d / "broken.mp4").write_text("junk")
     path = d / "report.html"
     # threshold 0: every video with a face is flagged, so the per-video evidence sections are all there
@@ -37,9 +38,10 @@ def report(tmp_path_factory, face_clip, no_face_clip, two_face_clip, tiny_weight
 
 def test_report_is_self_contained(report):
     page = report.read_text()
-    assert page.count('<section id="v') == 2  # face.mp4 and two.mp4 flagged
+    assert page.count('<section id="v') == 3  # face.mp4, its copy and two.mp4 flagged
     assert "http://" not in page and "https://" not in page and "src=\"data:image/png;base64," in page
-    assert page.count("<polyline") == 3  # one score line per person: 1 + 2
+    assert page.count("<polyline") == 4  # one score line per person: 1 + 1 + 2
+    assert "No face crops kept" not in page
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +70,7 @@ def test_report_loads_sorts_and_renders_in_chromium(report, browser):
     errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
     assert errors == []
     rows = lambda: [r.find_elements(By.TAG_NAME, "td") for r in browser.find_elements(By.CSS_SELECTOR, "#videos tbody tr")]
-    assert len(rows()) == 4
+    assert len(rows()) == 5
     score_header = browser.find_elements(By.CSS_SELECTOR, "#videos th")[2]
     score_header.click()
     ascending = [float(c[2].get_attribute("data-sort")) for c in rows()]
@@ -80,6 +82,6 @@ def test_report_loads_sorts_and_renders_in_chromium(report, browser):
     names = [c[0].get_attribute("data-sort") for c in rows()]
     assert names == sorted(names)
     images = browser.find_elements(By.CSS_SELECTOR, "section img")
-    assert len(images) == 2 * (3 + 6)  # crop + heatmap for the top 3 faces of each of the 3 people
+    assert len(images) == 2 * (3 + 3 + 6)  # crop + heatmap for the top 3 faces of each person, the copy's too
     assert all(browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth", im) == 64
                for im in images)

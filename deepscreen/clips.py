@@ -21,9 +21,10 @@ log = logging.getLogger("deepscreen.clips")
 
 
 def fingerprint(path: str) -> tuple[int, str]:
-    """A file's size and the hash of its first MiB: the same clip under another name, folder or copy time.
+    """A file's size and the hash of its first MiB: what a clip holds, whenever it was copied.
 
-    Caches are keyed by it rather than by modification time, so a data set copied afresh keeps its faces.
+    Caches are keyed by it (with the path) rather than by modification time, so a data set copied afresh to
+    the same place keeps its faces.
     """
     with open(path, "rb") as fh:
         return os.path.getsize(path), hashlib.sha256(fh.read(1 << 20)).hexdigest()
@@ -62,6 +63,8 @@ def face_crops(items: list[LabelledVideo], frames: int, margin: float, size: int
     for it in items:
         found = largest_faces(it.path, frames, finder)
         crops = [crop_face(frame.image, face.box, margin, size) for frame, face in found]
+        if not crops:
+            log.warning("%s: no face in %d sampled frames", it.path, frames)
         out.append(np.stack(crops) if crops else np.zeros((0, size, size, 3), np.uint8))
     cache.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npz")

@@ -109,11 +109,6 @@ def fit_head(x: np.ndarray, y: np.ndarray, w: np.ndarray, c: float) -> Head:
     return Head(coef, bias, float(real.mean()), float(real.std() + 1e-6))
 
 
-def committee_z(heads: list[Head], feats: list[np.ndarray]) -> np.ndarray:
-    """The committee's logit: the mean of its members' standardised logits."""
-    return np.mean([h.z(f) for h, f in zip(heads, feats)], 0)
-
-
 def build_committee(nets: list[TapNet], heads: list[Head]) -> Committee:
     """Fold each head, its standardisation and its 1/n share into its member's linear layer."""
     committee = Committee(len(nets))

@@ -56,11 +56,16 @@ class _ScreenActor:
             import torch
 
             torch.set_num_threads(torch_threads)  # several actors share a node: do not oversubscribe it
+        # Earlier records under the driver's absolute paths (what actors screen), and the paths as they were given.
         self.previous: list[ScreenResult] = []
+        self.previous_given: dict[str, str] = {}
         if previous_ref:
             import ray
 
-            self.previous = [ScreenResult.from_dict(d) for d in ray.get(previous_ref[0])]
+            for d, absolute in ray.get(previous_ref[0]):
+                r = ScreenResult.from_dict(d)
+                self.previous_given[absolute], r.path = r.path, absolute
+                self.previous.append(r)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         import numpy as np
@@ -70,7 +75,7 @@ class _ScreenActor:
         # Each item: [path as given, absolute path on the driver]. Workers do not run in the driver's cwd, so
         # they screen the absolute path; records name the path as it was given.
         given, absolute = zip(*(json.loads(p) for p in batch["path"]))
-        as_given = dict(zip(absolute, given))
+        as_given = {**self.previous_given, **dict(zip(absolute, given))}
         out: list[str] = []
         done: set[str] = set()
         try:
@@ -177,7 +182,7 @@ def screen_with_ray(paths: Iterable[str], screener_kwargs: dict, address: str | 
         # One reserved CPU per actor; the node's other cores go to its ffmpeg decoders and extra torch threads.
         remote_args = {"num_cpus": min(1.0, cpus / n)}
         torch_threads = max(1, cpus // n - 1)
-    previous_ref = [ray.put([r.to_dict() for r in previous])] if previous else None
+    previous_ref = [ray.put([(r.to_dict(), os.path.abspath(r.path)) for r in previous])] if previous else None
 
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = progress

@@ -1,6 +1,7 @@
 """The Ray Data engine gives the local engine's records, on a small local Ray cluster (skipped without Ray)."""
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -129,3 +130,16 @@ def test_cli_engine_ray_writes_the_local_engines_records(cluster, inputs, tiny_w
         recs = [json.loads(line) for line in out.read_text().splitlines()]
         outs[engine] = sorted(({k: v for k, v in r.items() if k != "timings"} for r in recs), key=lambda r: r["path"])
     assert outs["ray"] == outs["local"] and len(outs["ray"]) == 3
+
+
+def test_resume_with_relative_paths_after_a_touch(cluster, inputs, kwargs, tmp_path, monkeypatch):
+    """Actors screen absolute paths; a file recorded under its relative path is still the same file."""
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(inputs[0], tmp_path / "rel.mp4")
+    [first] = screen_with_ray(["rel.mp4"], kwargs)
+    assert first.path == "rel.mp4" and first.status == "ok"
+    st = os.stat("rel.mp4")
+    os.utime("rel.mp4", (st.st_atime, st.st_mtime + 60))  # copied again, say: only the hash can tell
+    stats = RunStats()
+    assert list(screen_with_ray(["rel.mp4"], kwargs, previous=[first], stats=stats)) == []
+    assert stats.resumed == 1

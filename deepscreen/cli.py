@@ -334,6 +334,48 @@ def bench(dataset: str, labels: str | None, out_dir: str, frames: int, threshold
 
 @main.command(epilog="""
 \b
+Example (is the new checkpoint better on select, or is it chance?):
+  deepscreen bench ../shared/data/select --weights old.pt --no-early-exit -o bench-old
+  deepscreen bench ../shared/data/select --weights new.pt --no-early-exit -o bench-new
+  deepscreen compare ../shared/data/select bench-old bench-new
+""")
+@click.argument("dataset", type=click.Path(exists=True, file_okay=False))
+@click.argument("bench_a", type=click.Path(exists=True, file_okay=False))
+@click.argument("bench_b", type=click.Path(exists=True, file_okay=False))
+@click.option("--labels", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="A labels CSV (file,label[,source,method]) instead of the layout's own labels.")
+@click.option("--json", "as_json", is_flag=True, help="Print the comparison as one JSON object.")
+def compare(dataset: str, bench_a: str, bench_b: str, labels: str | None, as_json: bool) -> None:
+    """Compare two bench runs (folders) on the same labelled DATASET: each AUC, and B - A with a paired 95%
+    bootstrap interval. An interval that spans 0 means the clips cannot tell the two apart."""
+    from .bench import compare_aucs
+    from .datasets import load_dataset
+    from .results import read_results
+
+    runs = []
+    for folder in (bench_a, bench_b):
+        path = os.path.join(folder, "results.jsonl")
+        if not os.path.isfile(path):
+            raise click.UsageError(f"{folder} holds no results.jsonl: run deepscreen bench -o {folder} first")
+        runs.append({r.path: r for r in read_results(path)})
+    try:
+        c = compare_aucs(load_dataset(dataset, labels), *runs)
+    except ValueError as e:
+        raise click.UsageError(str(e)) from e
+    if as_json:
+        click.echo(json.dumps(c))
+        return
+    for name, key in ((bench_a, "a"), (bench_b, "b")):
+        lo, hi = c[f"auc_{key}_ci"]
+        click.echo(f"{key.upper()} {name}: AUC {c[f'auc_{key}']:.4f} (95% interval {lo:.4f}-{hi:.4f})")
+    lo, hi = c["difference_ci"]
+    verdict = "B ranks better" if lo > 0 else "A ranks better" if hi < 0 else "no difference these clips can show"
+    click.echo(f"B - A: {c['difference']:+.4f} (paired 95% interval {lo:+.4f} to {hi:+.4f}) on {c['n']} clips "
+               f"scored by both ({c['n_real']} real, {c['n_fake']} fake): {verdict}")
+
+
+@main.command(epilog="""
+\b
 Example (how the shipped default's threshold was set, see weights/README.md):
   deepscreen calibrate ../shared/data/select --weights weights/deepscreen-sbi-mnv2.pt
 """)

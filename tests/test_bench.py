@@ -5,10 +5,14 @@ import json
 import os
 
 import matplotlib.image as mpimg
+import numpy as np
 import pytest
+from sklearn.metrics import roc_auc_score
 
 from deepscreen.bench import (
     UNSCORED_POLICY,
+    auc_interval,
+    compare_aucs,
     compute_metrics,
     eer,
     format_table,
@@ -72,6 +76,40 @@ def test_four_videos_by_hand():
     assert m["tpr_at_fpr"]["0.01"] == pytest.approx(0.5)
     assert m["failures"] == {}
     assert m["unscored_policy"] == UNSCORED_POLICY
+
+
+def test_auc_interval_brackets_the_auc_and_narrows_with_more_clips():
+    rng = np.random.default_rng(0)
+    widths = []
+    for n in (10, 100):
+        y = np.r_[np.zeros(n), np.ones(n)].astype(int)
+        s = rng.normal(size=2 * n) + y
+        lo, hi = auc_interval(y, s)
+        assert lo < roc_auc_score(y, s) < hi
+        widths.append(hi - lo)
+    assert widths[1] < widths[0] / 2  # about 1/sqrt(n)
+    assert auc_interval([0, 1, 1], [0.1, 0.5, 0.9]) is None  # one real: no interval
+    items, results = _case(FOUR)
+    assert compute_metrics(items, results, threshold=0.5)["auc_ci"][0] <= 0.75
+
+
+def test_compare_is_paired_and_only_counts_clips_both_scored():
+    rng = np.random.default_rng(1)
+    entries = [(f"c{i}", i % 2, 0.0, "s", "M" if i % 2 else "") for i in range(40)]
+    items, _ = _case(entries)
+    base = rng.normal(size=40)
+    a = {it.path: _ok(it.path, float(base[i] + it.label)) for i, it in enumerate(items)}
+    same = compare_aucs(items, a, a)
+    assert same["difference"] == 0 and same["difference_ci"] == [0, 0] and same["n"] == 40
+    # B: the same clips, every fake raised a little: a small gain the pairing can see.
+    b = {p: _ok(p, r.score + 0.3 * (it.label == 1)) for it, (p, r) in zip(items, a.items())}
+    b[items[0].path] = ScreenResult(path=items[0].path, status="no_face")
+    c = compare_aucs(items, a, b)
+    assert c["n"] == 39 and c["difference"] > 0 and c["difference_ci"][0] > 0
+    assert c["auc_b"] == pytest.approx(roc_auc_score([it.label for it in items[1:]],
+                                                     [b[it.path].score for it in items[1:]]))
+    with pytest.raises(ValueError, match="two real and two fake"):
+        compare_aucs(items[:3], a, b)
 
 
 def test_eer_interpolated():

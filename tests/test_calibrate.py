@@ -78,3 +78,8 @@ def test_calibrate_refuses_records_another_model_made(tmp_path, tiny_weights, la
     res = CliRunner().invoke(main, ["calibrate", str(labelled), "--weights", str(first), *args])
     assert res.exit_code == 0, res.output
     assert (out / "results.jsonl").read_text().count("\n") == lines
+    # Two runs on the same clips can be compared; three clips are too few for an interval, and it says so.
+    res = CliRunner().invoke(main, ["compare", str(labelled), str(out), str(tmp_path)])
+    assert res.exit_code == 2 and "holds no results.jsonl" in res.output
+    res = CliRunner().invoke(main, ["compare", str(labelled), str(out), str(out)])
+    assert res.exit_code == 2 and "two real and two fake" in res.output

@@ -163,15 +163,18 @@ def _auc(fakes: np.ndarray, reals: np.ndarray, axis: int = -1) -> np.ndarray:
     return mannwhitneyu(fakes, reals, axis=axis).statistic / (fakes.shape[axis] * reals.shape[axis])
 
 
+MIN_PER_CLASS = 10  # below this a bootstrap resamples too few clips to say anything (3 + 3 perfect: "1.0-1.0")
+
+
 def auc_interval(y: np.ndarray, s: np.ndarray, seed: int = 0) -> list[float] | None:
-    """A 95% bootstrap interval for the video AUC; None with fewer than 2 clips of a class.
+    """A 95% bootstrap interval for the video AUC; None with fewer than MIN_PER_CLASS clips of a class.
 
     Why: the held-out sets here hold tens of clips, and a reader must see how far an AUC moves by chance.
     Reals and fakes are resampled separately (their counts stay fixed); percentile interval.
     """
     y, s = np.asarray(y), np.asarray(s, dtype=float)
     fakes, reals = s[y == 1], s[y == 0]
-    if len(fakes) < 2 or len(reals) < 2:
+    if min(len(fakes), len(reals)) < MIN_PER_CLASS:
         return None
     ci = bootstrap((fakes, reals), _auc, confidence_level=CONFIDENCE, n_resamples=RESAMPLES,
                    method="percentile", rng=seed).confidence_interval
@@ -193,8 +196,9 @@ def compare_aucs(items: list[LabelledVideo], a: Mapping[str, ScreenResult], b: M
     y = np.array([r[0] for r in rows], dtype=int)
     both = np.array([[r[1] for r in rows], [r[2] for r in rows]], dtype=float)  # (run, clip)
     out: dict[str, Any] = {"n": len(rows), "n_real": int((y == 0).sum()), "n_fake": int((y == 1).sum())}
-    if out["n_real"] < 2 or out["n_fake"] < 2:
-        raise ValueError("comparing needs at least two real and two fake clips scored by both runs")
+    if min(out["n_real"], out["n_fake"]) < MIN_PER_CLASS:
+        raise ValueError(f"comparing needs at least {MIN_PER_CLASS} real and {MIN_PER_CLASS} fake clips scored "
+                         f"by both runs ({out['n_real']} and {out['n_fake']} here)")
 
     def diff(fakes: np.ndarray, reals: np.ndarray, axis: int = -1) -> np.ndarray:
         return _auc(fakes[1], reals[1], axis) - _auc(fakes[0], reals[0], axis)

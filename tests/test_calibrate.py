@@ -82,4 +82,4 @@ def test_calibrate_refuses_records_another_model_made(tmp_path, tiny_weights, la
     res = CliRunner().invoke(main, ["compare", str(labelled), str(out), str(tmp_path)])
     assert res.exit_code == 2 and "holds no results.jsonl" in res.output
     res = CliRunner().invoke(main, ["compare", str(labelled), str(out), str(out)])
-    assert res.exit_code == 2 and "two real and two fake" in res.output
+    assert res.exit_code == 2 and "at least 10 real" in res.output

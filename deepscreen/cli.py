@@ -452,6 +452,9 @@ Example (the shipped default, see weights/README.md):
 @click.option("--match-detail", is_flag=True,
               help="Blur the sharper face of each labelled (real, fake) pair down to the other's fine detail, so "
                    "that sharpness cannot tell the classes apart.")
+@click.option("--on-black", type=click.FloatRange(0, 1), default=None,
+              help="The chance that a training face, real or fake alike, is shown on black (as face crops pasted "
+                   "on a black frame are), so that a black surround cannot decide.  [default: 0.06]")
 @click.option("--val-every", type=click.IntRange(1), default=250, show_default=True,
               help="Steps between held-out checks (and checkpoints).")
 @click.option("--bf16/--no-bf16", default=None,
@@ -460,7 +463,7 @@ def train(real: tuple[str, ...], out: str, pretrained: str | None, run_dir: str,
           input_size: int, pairs_per_batch: int, lr: float, seed: int, workers: int, arch: str,
           select_on: str | None, labelled: tuple[str, ...], frames_per_clip: int, sbi_share: float,
           exclude_methods: tuple[str, ...], init: str | None, blended_methods: tuple[str, ...], match_detail: bool,
-          val_every: int, bf16: bool | None) -> None:
+          on_black: float | None, val_every: int, bf16: bool | None) -> None:
     """Train a detector on REAL face photos and videos (Self-Blended Images), and on --labelled clips; resumable."""
     from .training import TrainConfig, train as run_training
 
@@ -472,6 +475,8 @@ def train(real: tuple[str, ...], out: str, pretrained: str | None, run_dir: str,
                       bf16=bf16, match_detail=match_detail)
     if blended_methods:
         cfg.blended_methods = list(blended_methods)
+    if on_black is not None:
+        cfg.on_black = on_black
     try:
         best = run_training(cfg, list(real))
     except ValueError as e:

@@ -73,9 +73,9 @@ def _colour(rng: np.random.Generator) -> tuple[int, int, int]:
     return tuple(int(c) for c in rng.integers(0, 256, size=3))
 
 
-def confound(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def confound(img: np.ndarray, rng: np.random.Generator, on_black_p: float = ON_BLACK_P) -> np.ndarray:
     """Each mark independently, at the same rates whatever the label."""
-    if rng.random() < ON_BLACK_P:
+    if rng.random() < on_black_p:
         img = on_black(img, rng)
     if rng.random() < INSET_P:
         img = corner_inset(img, rng)

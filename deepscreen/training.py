@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from . import media
 from .aggregate import track_score
-from .confounds import confound
+from .confounds import ON_BLACK_P, confound
 from .datasets import LabelledVideo, load_dataset
 from .clips import face_crops, fingerprint, largest_faces
 from .faces import FaceFinder, crop_box, crop_face
@@ -95,6 +95,7 @@ class TrainConfig:
     exclude_methods: list[str] = field(default_factory=list)  # fake methods left out (leave-one-out runs)
     blended_methods: list[str] = field(default_factory=lambda: list(BLENDED_METHODS))  # the rest: generated
     match_detail: bool = False  # blur the sharper face of each labelled pair down to the other's fine detail
+    on_black: float = ON_BLACK_P  # chance that a training face (real or fake) is shown on black
     init: str | None = None  # start from a deepscreen checkpoint instead of ImageNet weights
     seed: int = 0
     workers: int = 1
@@ -360,7 +361,8 @@ class PairDataset(Dataset):
 
     def __init__(self, records: list[CachedFace], cache: str, size: int, margin: float, length: int,
                  video_share: float, seed: int, labelled: list[CachedFace] = (), sbi_share: float = 1.0,
-                 blended_methods: tuple[str, ...] = BLENDED_METHODS, same_detail: bool = False):
+                 blended_methods: tuple[str, ...] = BLENDED_METHODS, same_detail: bool = False,
+                 on_black: float = ON_BLACK_P):
         self.cache = Path(cache)
         self.photos = [r for r in records if r.kind == "photo"]
         self.videos = [r for r in records if r.kind != "photo"]
@@ -372,6 +374,7 @@ class PairDataset(Dataset):
         self.seed = seed
         self.blended = set(blended_methods)
         self.same_detail = same_detail
+        self.on_black = on_black
 
     def __len__(self) -> int:
         return self.length
@@ -396,7 +399,7 @@ class PairDataset(Dataset):
             if self.same_detail:
                 real, fake = match_detail(real, fake)
             kind = KINDS.index("blended" if b.method in self.blended else "generated")
-        pair = np.stack([confound(real, rng), confound(fake, rng)])
+        pair = np.stack([confound(real, rng, self.on_black), confound(fake, rng, self.on_black)])
         return torch.from_numpy(pair), torch.tensor([0.0, 1.0]), kind
 
 
@@ -603,6 +606,8 @@ def train(cfg: TrainConfig, inputs: list[str]) -> dict:
         profile.extra["kinds"] = {"names": list(KINDS), "blended_methods": list(cfg.blended_methods)}
     if cfg.match_detail:
         profile.extra["match_detail"] = True
+    if cfg.on_black != ON_BLACK_P:
+        profile.extra["on_black"] = cfg.on_black
     if cfg.exclude_methods:
         profile.extra["excluded_methods"] = list(cfg.exclude_methods)
     if cfg.init:
@@ -631,7 +636,7 @@ def train(cfg: TrainConfig, inputs: list[str]) -> dict:
 
     data = PairDataset(tr, cfg.cache_dir, cfg.input_size, cfg.margin, cfg.steps * cfg.pairs_per_batch,
                        cfg.video_share, cfg.seed, labelled, cfg.sbi_share, tuple(cfg.blended_methods),
-                       cfg.match_detail)
+                       cfg.match_detail, cfg.on_black)
     order = list(range(step * cfg.pairs_per_batch, len(data)))
     loader = DataLoader(torch.utils.data.Subset(data, order), batch_size=cfg.pairs_per_batch,
                         num_workers=cfg.workers, persistent_workers=cfg.workers > 0)

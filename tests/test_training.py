@@ -224,10 +224,10 @@ def test_training_on_labelled_clips(tmp_path, astronaut_png, face_clip, two_face
     assert Detector.load(run2.out, device="cpu").profile.extra["excluded_methods"] == ["Tint"]
     # A network with a logit per kind trains on the same data (here on detail-matched pairs) and loads like any other.
     run3 = replace(cfg, run_dir=str(tmp_path / "run3"), out=str(tmp_path / "m3.pt"), arch="mobilenet_v2_kinds",
-                   blended_methods=["Tint"], match_detail=True)
+                   blended_methods=["Tint"], match_detail=True, on_black=0.5)
     train(run3, [str(data)])
     det = Detector.load(run3.out, device="cpu")
-    assert det.profile.extra["match_detail"] is True
+    assert det.profile.extra["match_detail"] is True and det.profile.extra["on_black"] == 0.5
     kinds = det.profile.extra["kinds"]
     assert kinds["names"] == list(KINDS) and kinds["blended_methods"] == ["Tint"]
     # The way of scoring chosen on the selection clips is what the loaded detector (in ONNX Runtime) scores.
@@ -311,3 +311,20 @@ def test_matching_detail_blurs_only_the_sharper_face_down_to_the_other(face):
         assert 0.5 * detail(soft) <= detail(blurred) <= detail(soft)
     same = match_detail(sharp, sharp.copy())
     assert np.array_equal(same[0], sharp) and np.array_equal(same[1], sharp)
+
+
+def test_on_black_rate_reaches_both_sides_of_every_pair(tmp_path, face):
+    image, f = face
+    Image.fromarray(image).save(tmp_path / "face.jpg")
+    record = CachedFace("face.jpg", "g", "labelled", f.box.tolist(), f.landmarks.tolist())
+    labelled = [replace(record, group="r", source="cam"), replace(record, group="t", label=1, method="Talker")]
+
+    def black_corner_share(on_black: float) -> np.ndarray:
+        data = PairDataset([], str(tmp_path), 64, 0.3, 200, 0.5, 0, labelled, sbi_share=0.5, on_black=on_black)
+        corners = np.stack([data[i][0][:, :3, :3].numpy().reshape(2, -1).max(axis=1) == 0 for i in range(200)])
+        return corners.mean(axis=0)  # per side (real, fake): how often its corner is black
+
+    assert (black_corner_share(1.0) > 0.9).all()  # not 1: a corner inset or caption may cover the corner
+    assert (black_corner_share(0.0) < 0.1).all()
+    half = black_corner_share(0.5)
+    assert abs(half[0] - half[1]) < 0.15 and 0.3 < half.mean() < 0.7

@@ -1,11 +1,13 @@
-"""scripts/temporal_check.py's aggregations, on hand-made bench records (no decoding, no model)."""
+"""scripts/temporal_check.py's aggregations on hand-made bench records; scripts/temporal_model_check.py's models."""
 from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from deepscreen.datasets import LabelledVideo
+from deepscreen.model import default_weights
 from deepscreen.results import ScreenResult, TrackResult
 
 from conftest import load_script
@@ -38,3 +40,52 @@ def test_aggregations_read_face_scores_in_time_order_over_counted_tracks(tmp_pat
              LabelledVideo("/v/c.mp4", 0)]
     aucs = tc.aucs(items, {k: v["mean"] for k, v in got.items()})
     assert aucs == {"all": 1.0, "method:Gen": 1.0}  # the unscored clip is left out
+
+
+def _clips(rng, n: int, fake_wobble: float):
+    """Reals and fakes with the same mean features; fakes' features wobble over time by `fake_wobble`."""
+    out = []
+    for i in range(n):
+        label = i % 2
+        base = rng.normal(0, 1, size=4)
+        frames = base + rng.normal(0, 0.1 + fake_wobble * label, size=(12, 4))
+        out.append((frames, label, f"source:s{i % 6}" if not label else f"method:m{i % 3}"))
+    return out
+
+
+def test_temporal_models_learn_what_only_time_shows():
+    tm = load_script("temporal_model_check")
+    rng = np.random.default_rng(0)
+    train, test = _clips(rng, 120, 1.0), _clips(rng, 60, 1.0)
+    # Frame by frame, a fake face is a real face plus noise: nothing to learn but spread.
+    assert tm.auc(tm.fit("mean+spread", train, 1.0), test) > 0.95
+    assert tm.auc(tm.fit("mean+steps", train, 1.0), test) > 0.95
+    assert tm.auc(tm.fit("gru", train, 0.01), test) > 0.9
+    # The per-frame control sees single faces: no better than the spread of a few frames lets it be by luck.
+    assert tm.auc(tm.fit("frame", train, 1.0), test) < 0.8
+
+
+def test_balance_weights_count_sources_and_methods_alike():
+    tm = load_script("temporal_model_check")
+    x = np.zeros((2, 3))
+    clips = [(x, 0, "source:big")] * 8 + [(x, 0, "source:small")] + [(x, 1, "method:a")] * 3
+    w = tm.balance_weights(clips)
+    assert w[:9].sum() == pytest.approx(1) and w[9:].sum() == pytest.approx(1)
+    assert w[:8].sum() == pytest.approx(w[8])  # one clip of a source weighs as much as a source's eight
+
+
+def test_temporal_model_check_end_to_end(tmp_path, face_clip, two_face_clip, capsys):
+    tm = load_script("temporal_model_check")
+    data = tmp_path / "labelled"
+    data.mkdir()
+    for name, clip in (("real.mp4", face_clip), ("fake.mp4", two_face_clip)):
+        (data / name).write_bytes(clip.read_bytes())
+    (data / "labels.csv").write_text("file,label,source,method\nreal.mp4,real,cam,\nfake.mp4,fake,web,Tint\n")
+    out = tmp_path / "table.json"
+    assert tm.main([str(data), str(data), "--weights", str(default_weights()), "--frames", "3", "--dims", "4",
+                    "--cache-dir", str(tmp_path / "cache"), "--workdir", str(tmp_path / "work"),
+                    "--json", str(out)]) == 0
+    table = json.loads(out.read_text())
+    assert set(table) == set(tm.MODELS)
+    assert all(0 <= row["labelled"] <= 1 for row in table.values())
+    assert "strength chosen on labelled" in capsys.readouterr().out

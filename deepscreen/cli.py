@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Iterator
 import click
 
 from . import __version__
+from .confounds import ON_BLACK_P
 from .inputs import WalkStats, iter_inputs
 from .model import ModelError
 from .results import ResultWriter, ScreenResult, open_results
@@ -452,9 +453,9 @@ Example (the shipped default, see weights/README.md):
 @click.option("--match-detail", is_flag=True,
               help="Blur the sharper face of each labelled (real, fake) pair down to the other's fine detail, so "
                    "that sharpness cannot tell the classes apart.")
-@click.option("--on-black", type=click.FloatRange(0, 1), default=None,
+@click.option("--on-black", type=click.FloatRange(0, 1), default=ON_BLACK_P, show_default=True,
               help="The chance that a training face, real or fake alike, is shown on black (as face crops pasted "
-                   "on a black frame are), so that a black surround cannot decide.  [default: 0.06]")
+                   "on a black frame are), so that a black surround cannot decide.")
 @click.option("--val-every", type=click.IntRange(1), default=250, show_default=True,
               help="Steps between held-out checks (and checkpoints).")
 @click.option("--bf16/--no-bf16", default=None,
@@ -463,7 +464,7 @@ def train(real: tuple[str, ...], out: str, pretrained: str | None, run_dir: str,
           input_size: int, pairs_per_batch: int, lr: float, seed: int, workers: int, arch: str,
           select_on: str | None, labelled: tuple[str, ...], frames_per_clip: int, sbi_share: float,
           exclude_methods: tuple[str, ...], init: str | None, blended_methods: tuple[str, ...], match_detail: bool,
-          on_black: float | None, val_every: int, bf16: bool | None) -> None:
+          on_black: float, val_every: int, bf16: bool | None) -> None:
     """Train a detector on REAL face photos and videos (Self-Blended Images), and on --labelled clips; resumable."""
     from .training import TrainConfig, train as run_training
 
@@ -472,11 +473,9 @@ def train(real: tuple[str, ...], out: str, pretrained: str | None, run_dir: str,
                       input_size=input_size, steps=steps, pairs_per_batch=pairs_per_batch, lr=lr, seed=seed,
                       workers=workers, select_on=select_on, labelled=list(labelled), frames_per_clip=frames_per_clip,
                       sbi_share=sbi_share, exclude_methods=list(exclude_methods), init=init, val_every=val_every,
-                      bf16=bf16, match_detail=match_detail)
+                      bf16=bf16, match_detail=match_detail, on_black=on_black)
     if blended_methods:
         cfg.blended_methods = list(blended_methods)
-    if on_black is not None:
-        cfg.on_black = on_black
     try:
         best = run_training(cfg, list(real))
     except ValueError as e:

@@ -5,8 +5,9 @@
 
 The issue behind it (#14) asks for "a small temporal model over per-frame features" against the mean of the top
 half of the face scores. Per clip, the largest face in --frames evenly spaced frames (TRAIN_DIR's from the cache
-`deepscreen train` keeps; the others found and cached here) goes through --weights' backbone; its pooled
-features (PCA to --dims, fitted on TRAIN_DIR) are what every model below sees. Each model is trained on
+`deepscreen train` keeps; the others found and cached here) goes through --weights' backbone; its features
+pooled at four depths, as `deepscreen fit-heads` uses them (PCA to --dims, fitted on TRAIN_DIR), are what every
+model below sees. Each model is trained on
 TRAIN_DIR's clips, weighted so that every real source and every fake method counts alike (as
 `deepscreen train` samples), its regularisation chosen by video AUC on SELECT_DIR; REPORT_DIRs are only scored.
 
@@ -25,7 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections import Counter, defaultdict
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -36,63 +37,40 @@ if str(ROOT) not in sys.path:
 
 import torch  # noqa: E402
 from sklearn.decomposition import PCA  # noqa: E402
-from sklearn.linear_model import LogisticRegression  # noqa: E402
 from sklearn.metrics import roc_auc_score  # noqa: E402
-from sklearn.preprocessing import StandardScaler  # noqa: E402
 
 from deepscreen.aggregate import track_score  # noqa: E402
 from deepscreen.clips import face_crops  # noqa: E402
 from deepscreen.datasets import load_dataset  # noqa: E402
-from deepscreen.faces import crop_face  # noqa: E402
-from deepscreen.model import Detector  # noqa: E402
-from deepscreen.training import cache_labelled, load_cached  # noqa: E402
+from deepscreen.heads import face_weights, fit_head, load_tapnet, pooled_features, training_crops  # noqa: E402
+from deepscreen.training import cache_labelled  # noqa: E402
 
-Clip = tuple[np.ndarray, int, str]  # (faces x features, label, the source or method it is balanced by)
+MARGIN, SIZE = 0.3, 224  # the crop of every detector here (and of `deepscreen fit-heads`)
+# A clip: its faces' features in time order, its label, and its faces' training weights (None outside training).
+Clip = tuple[np.ndarray, int, np.ndarray | None]
 # Regularisation tried, chosen on SELECT_DIR: C of the logistic regressions (smaller: stronger), the GRU's weight decay.
 STRENGTHS = {"logistic": (0.001, 0.01, 0.1, 1.0), "gru": (0.01, 0.1, 1.0)}
 
 
-@torch.no_grad()
-def pooled(detector: Detector, crops: np.ndarray) -> np.ndarray:
-    """The backbone's globally pooled features of each crop."""
-    out = [detector.model.features(detector.to_tensor(list(crops[i:i + 64]))).mean((2, 3)).float().cpu().numpy()
-           for i in range(0, len(crops), 64)]
-    return np.concatenate(out) if out else np.zeros((0, 1280), np.float32)
-
-
-def training_clips(train_dir: str, detector: Detector, frames: int, cache_dir: str) -> list[Clip]:
-    """TRAIN_DIR's clips from the training face cache, in time order."""
+def training_clips(train_dir: str, backbone, frames: int, cache_dir: str) -> list[Clip]:
+    """TRAIN_DIR's clips from the training face cache, in time order, weighted as `deepscreen fit-heads` weighs."""
     records = cache_labelled(load_dataset(train_dir), cache_dir, frames)
-    by_clip = defaultdict(list)
-    for r in records:
-        by_clip[r.group].append(r)
-    margin, size = detector.profile.margin, detector.profile.input_size
+    feats = pooled_features(backbone, training_crops(records, cache_dir, MARGIN, SIZE))
+    weights = face_weights(records)
+    by_clip: dict[str, list[int]] = defaultdict(list)
+    for i, r in enumerate(records):
+        by_clip[r.group].append(i)
     out = []
-    for faces in by_clip.values():
-        faces.sort(key=lambda r: r.file)
-        crops = np.stack([crop_face(load_cached(Path(cache_dir), r), np.asarray(r.box, np.float32), margin, size)
-                          for r in faces])
-        r = faces[0]
-        out.append((pooled(detector, crops), r.label, _group(r.label, r.source, r.method)))
+    for idx in by_clip.values():
+        idx.sort(key=lambda i: records[i].file)
+        out.append((feats[idx], records[idx[0]].label, weights[idx]))
     return out
 
 
-def other_clips(data_dir: str, detector: Detector, frames: int, workdir: str) -> list[Clip]:
+def other_clips(data_dir: str, backbone, frames: int, workdir: str) -> list[Clip]:
     items = load_dataset(data_dir)
-    crops = face_crops(items, frames, detector.profile.margin, detector.profile.input_size, Path(workdir))
-    return [(pooled(detector, c), it.label, _group(it.label, it.source, it.method))
-            for it, c in zip(items, crops) if len(c) >= 2]
-
-
-def _group(label: int, source: str, method: str) -> str:
-    return f"method:{method}" if label else f"source:{source}"
-
-
-def balance_weights(clips: list[Clip]) -> np.ndarray:
-    """Each class sums to 1, each source (reals) or method (fakes) alike within it, clips alike within those."""
-    groups = Counter((c[1], c[2]) for c in clips)
-    per_class = Counter(label for label, _ in groups)
-    return np.asarray([1.0 / (per_class[c[1]] * groups[(c[1], c[2])]) for c in clips])
+    crops = face_crops(items, frames, MARGIN, SIZE, Path(workdir))
+    return [(pooled_features(backbone, c), it.label, None) for it, c in zip(items, crops) if len(c) >= 2]
 
 
 def summary(f: np.ndarray, how: str) -> np.ndarray:
@@ -100,24 +78,17 @@ def summary(f: np.ndarray, how: str) -> np.ndarray:
     return np.concatenate([f.mean(0), spread])
 
 
-def fit_logistic(x: np.ndarray, y: np.ndarray, w: np.ndarray, c: float):
-    scaler = StandardScaler().fit(x)
-    model = LogisticRegression(C=c, max_iter=2000).fit(scaler.transform(x), y, sample_weight=w * len(y))
-    return lambda z: model.decision_function(scaler.transform(z))
-
-
 def fit_frame(train: list[Clip], c: float):
     x = np.concatenate([f for f, _, _ in train])
     y = np.concatenate([[label] * len(f) for f, label, _ in train])
-    w = np.concatenate([[wt / len(f)] * len(f) for (f, _, _), wt in zip(train, balance_weights(train))])
-    score = fit_logistic(x, y, w, c)
-    return lambda f: track_score(1 / (1 + np.exp(-score(f))))
+    head = fit_head(x, y, np.concatenate([w for _, _, w in train]), c)
+    return lambda f: track_score(1 / (1 + np.exp(-head.logits(f))))
 
 
 def fit_summary(train: list[Clip], c: float, how: str):
     x = np.stack([summary(f, how) for f, _, _ in train])
-    score = fit_logistic(x, np.asarray([label for _, label, _ in train]), balance_weights(train), c)
-    return lambda f: float(score(summary(f, how)[None])[0])
+    head = fit_head(x, np.asarray([label for _, label, _ in train]), np.asarray([w.sum() for _, _, w in train]), c)
+    return lambda f: float(head.logits(summary(f, how)[None])[0])
 
 
 class _Gru(torch.nn.Module):
@@ -143,7 +114,7 @@ def fit_gru(train: list[Clip], decay: float, epochs: int = 60, seed: int = 0):
     opt = torch.optim.AdamW(net.parameters(), lr=3e-3, weight_decay=decay)
     x = seqs([f for f, _, _ in train])
     y = torch.tensor([float(label) for _, label, _ in train])
-    w = torch.tensor(balance_weights(train), dtype=torch.float32)
+    w = torch.tensor([wt.sum() for _, _, wt in train], dtype=torch.float32)
     rng = np.random.default_rng(seed)
     for _ in range(epochs):
         for batch in np.array_split(rng.permutation(len(train)), max(1, len(train) // 32)):
@@ -176,22 +147,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("train_dir")
     ap.add_argument("select_dir")
     ap.add_argument("report_dirs", nargs="*")
-    ap.add_argument("--weights", required=True, help="a MobileNetV2 detector that never trained on TRAIN_DIR")
+    ap.add_argument("--weights", required=True,
+                    help="a MobileNetV2 backbone that never trained on TRAIN_DIR (a deepscreen checkpoint or "
+                         "torchvision's ImageNet file)")
     ap.add_argument("--frames", type=int, default=16)
     ap.add_argument("--dims", type=int, default=32, help="PCA dimensions of the pooled features")
     ap.add_argument("--cache-dir", default=str(ROOT / "cache" / "faces"), help="`deepscreen train`'s face cache")
     ap.add_argument("--workdir", default=str(ROOT / "cache" / "temporal_check"))
     ap.add_argument("--json", help="write the table here")
     args = ap.parse_args(argv)
-    detector = Detector.load(args.weights, device="auto")
-    if not hasattr(detector.model, "features"):
-        ap.error("--weights must be a MobileNetV2 detector (its pooled features are used)")
-    train = training_clips(args.train_dir, detector, args.frames, args.cache_dir)
-    sets = {Path(d).name: other_clips(d, detector, args.frames, args.workdir) for d in [args.select_dir, *args.report_dirs]}
+    try:
+        backbone = load_tapnet(args.weights)
+    except ValueError as e:
+        ap.error(str(e))
+    train = training_clips(args.train_dir, backbone, args.frames, args.cache_dir)
+    sets = {Path(d).name: other_clips(d, backbone, args.frames, args.workdir) for d in [args.select_dir, *args.report_dirs]}
     pca = PCA(args.dims, random_state=0).fit(np.concatenate([f for f, _, _ in train]))
 
     def reduce(clips: list[Clip]) -> list[Clip]:
-        return [(pca.transform(f), label, g) for f, label, g in clips]
+        return [(pca.transform(f), label, w) for f, label, w in clips]
 
     train, sets = reduce(train), {k: reduce(v) for k, v in sets.items()}
     select = Path(args.select_dir).name

@@ -156,14 +156,12 @@ def _core(ys: list[int], scores: list[float | None], threshold: float) -> dict[s
 
 CONFIDENCE = 0.95
 RESAMPLES = 2000
+MIN_PER_CLASS = 10  # below this a bootstrap resamples too few clips to say anything (3 + 3 perfect: "1.0-1.0")
 
 
 def _auc(fakes: np.ndarray, reals: np.ndarray, axis: int = -1) -> np.ndarray:
     """P(a fake outscores a real), ties counted half: the ROC AUC, over batches of resamples."""
     return mannwhitneyu(fakes, reals, axis=axis).statistic / (fakes.shape[axis] * reals.shape[axis])
-
-
-MIN_PER_CLASS = 10  # below this a bootstrap resamples too few clips to say anything (3 + 3 perfect: "1.0-1.0")
 
 
 def auc_interval(y: np.ndarray, s: np.ndarray, seed: int = 0) -> list[float] | None:

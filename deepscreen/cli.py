@@ -428,6 +428,8 @@ Example (the shipped default, see weights/README.md):
 @click.option("--cache-dir", default="cache/faces", show_default=True, help="Cached face crops (reused).")
 @click.option("--steps", type=click.IntRange(1), default=2200, show_default=True)
 @click.option("--input-size", type=click.IntRange(64, 512), default=224, show_default=True)
+@click.option("--margin", type=click.FloatRange(0, 1), default=0.3, show_default=True,
+              help="How much the face box is enlarged for the crop (stored in the profile; scan crops the same).")
 @click.option("--pairs-per-batch", type=click.IntRange(1), default=16, show_default=True)
 @click.option("--lr", type=float, default=3e-4, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -461,7 +463,7 @@ Example (the shipped default, see weights/README.md):
 @click.option("--bf16/--no-bf16", default=None,
               help="bf16 autocast; by default only where the CPU runs it natively (AVX512-BF16/AMX).")
 def train(real: tuple[str, ...], out: str, pretrained: str | None, run_dir: str, cache_dir: str, steps: int,
-          input_size: int, pairs_per_batch: int, lr: float, seed: int, workers: int, arch: str,
+          input_size: int, margin: float, pairs_per_batch: int, lr: float, seed: int, workers: int, arch: str,
           select_on: str | None, labelled: tuple[str, ...], frames_per_clip: int, sbi_share: float,
           exclude_methods: tuple[str, ...], init: str | None, blended_methods: tuple[str, ...], match_detail: bool,
           on_black: float, val_every: int, bf16: bool | None) -> None:
@@ -470,7 +472,7 @@ def train(real: tuple[str, ...], out: str, pretrained: str | None, run_dir: str,
 
     logging.getLogger("deepscreen").setLevel(logging.INFO)
     cfg = TrainConfig(out=out, run_dir=run_dir, cache_dir=cache_dir, arch=arch, pretrained=pretrained,
-                      input_size=input_size, steps=steps, pairs_per_batch=pairs_per_batch, lr=lr, seed=seed,
+                      input_size=input_size, margin=margin, steps=steps, pairs_per_batch=pairs_per_batch, lr=lr, seed=seed,
                       workers=workers, select_on=select_on, labelled=list(labelled), frames_per_clip=frames_per_clip,
                       sbi_share=sbi_share, exclude_methods=list(exclude_methods), init=init, val_every=val_every,
                       bf16=bf16, match_detail=match_detail, on_black=on_black)

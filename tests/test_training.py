@@ -224,10 +224,11 @@ def test_training_on_labelled_clips(tmp_path, astronaut_png, face_clip, two_face
     assert Detector.load(run2.out, device="cpu").profile.extra["excluded_methods"] == ["Tint"]
     # A network with a logit per kind trains on the same data (here on detail-matched pairs) and loads like any other.
     run3 = replace(cfg, run_dir=str(tmp_path / "run3"), out=str(tmp_path / "m3.pt"), arch="mobilenet_v2_kinds",
-                   blended_methods=["Tint"], match_detail=True, on_black=0.5)
+                   blended_methods=["Tint"], match_detail=True, on_black=0.5, margin=0.1)
     train(run3, [str(data)])
     det = Detector.load(run3.out, device="cpu")
     assert det.profile.extra["match_detail"] is True and det.profile.extra["on_black"] == 0.5
+    assert det.profile.margin == 0.1  # scan crops as training did
     kinds = det.profile.extra["kinds"]
     assert kinds["names"] == list(KINDS) and kinds["blended_methods"] == ["Tint"]
     # The way of scoring chosen on the selection clips is what the loaded detector (in ONNX Runtime) scores.

@@ -67,7 +67,7 @@ def face_crops(items: list[LabelledVideo], frames: int, margin: float, size: int
             log.warning("%s: no face in %d sampled frames", it.path, frames)
         out.append(np.stack(crops) if crops else np.zeros((0, size, size, 3), np.uint8))
     cache.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
+    tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")  # two runs may share a cache
     np.savez_compressed(tmp, **{str(i): c for i, c in enumerate(out)})
     os.replace(tmp, path)
     return out

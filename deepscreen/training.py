@@ -217,7 +217,7 @@ def build_cache(inputs: list[str], cache_dir: str, frames_per_video: int = 40, d
     for v in sorted(videos):
         records += _cache_video(v, cache, finder, frames_per_video)
         log.info("cached %s (%d faces so far)", v, len(records))
-    tmp = index.with_suffix(".tmp")
+    tmp = index.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text("".join(json.dumps(asdict(r)) + "\n" for r in records))
     os.replace(tmp, index)
     return records
@@ -250,7 +250,7 @@ def cache_labelled(items: list[LabelledVideo], cache_dir: str, frames: int, devi
             if not records:
                 log.warning("no face found in %s", it.path)
             index.parent.mkdir(parents=True, exist_ok=True)
-            tmp = index.with_suffix(".tmp")
+            tmp = index.with_suffix(f".{os.getpid()}.tmp")
             tmp.write_text(json.dumps([asdict(r) for r in records]))
             os.replace(tmp, index)
             log.info("cached %d faces of labelled clip %d/%d %s", len(records), n + 1, len(items), it.path)

@@ -11,6 +11,7 @@ import json
 import math
 import os
 import re
+import signal
 import subprocess
 import threading
 import time
@@ -138,6 +139,19 @@ def _last_error_line(stderr: bytes) -> str:
     return re.sub(r"^(\[[^\]]* @ [^\]]*\] *)+", "", line) or line
 
 
+def _crash(tool: str, returncode: int | None) -> MediaError | None:
+    """A tool killed by a signal crashed inside ffmpeg itself (seen: a static ffmpeg 6.0 build segfaulting on
+    every MPEG-TS file), which says nothing sure about the file: name it, rather than "no message"."""
+    if returncode is None or returncode >= 0:
+        return None
+    try:
+        name = signal.Signals(-returncode).name
+    except ValueError:
+        name = f"signal {-returncode}"
+    return MediaError("decode_error", f"{tool} crashed ({name}) on this file: a bug in the installed ffmpeg, "
+                                      f"not necessarily in the file; another ffmpeg build may read it")
+
+
 # ffmpeg's words for a file that ends early or holds damaged data.
 _DAMAGED = (b"partial file", b"Invalid NAL unit size", b"corrupt input packet", b"moov atom not found",
             b"error reading header", b"Invalid data found when processing input", b"End of file",
@@ -207,7 +221,7 @@ def probe(path: str, timeout: float | None = 30.0) -> VideoInfo:
             "-show_format", "-show_streams", "-of", "json", "file:" + path]
     proc = _run(args, timeout)
     if proc.returncode != 0:
-        raise _probe_error(path, proc.stderr)
+        raise _crash("ffprobe", proc.returncode) or _probe_error(path, proc.stderr)
     try:
         meta = json.loads(proc.stdout.decode("utf-8", "replace") or "{}")
     except ValueError as e:
@@ -360,7 +374,7 @@ def _pipe_frames(args: list[str], path: str, size: tuple[int, int], deadline: De
     if dog.fired:
         raise MediaError("timeout", "decoding did not finish before the time limit")
     if count == 0 and proc.returncode != 0:
-        raise _decode_failure(b"".join(tail), path)
+        raise _crash("ffmpeg", proc.returncode) or _decode_failure(b"".join(tail), path)
 
 
 def _select_expr(targets: list[float]) -> str:
@@ -468,7 +482,8 @@ def transcode(src: str, dst: str, timeout: float | None = 600, **options: str) -
     try:
         proc = _run(args, timeout)
         if proc.returncode != 0:
-            raise MediaError("decode_error", f"ffmpeg: {_last_error_line(_without_path(proc.stderr, src))}")
+            raise _crash("ffmpeg", proc.returncode) or MediaError(
+                "decode_error", f"ffmpeg: {_last_error_line(_without_path(proc.stderr, src))}")
         os.replace(part, dst)
     finally:
         if os.path.exists(part):

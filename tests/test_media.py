@@ -130,3 +130,20 @@ def test_truncated_and_non_video_files_get_clear_statuses(media_dir, face_clip, 
             media.probe(str(path))
         assert err.value.status == status, path.name
         assert words in err.value.message, err.value.message
+
+
+def test_an_ffmpeg_that_crashes_is_named_as_the_cause(face_clip, tmp_path, monkeypatch):
+    # A static ffmpeg 6.0 build segfaults on every MPEG-TS file; stand-in tools that die the same way.
+    for tool in ("ffprobe", "ffmpeg"):
+        crasher = tmp_path / tool
+        crasher.write_text("#!/bin/sh\nkill -SEGV $$\n")
+        crasher.chmod(0o755)
+    info = media.probe(str(face_clip))
+    monkeypatch.setattr(media, "FFPROBE", str(tmp_path / "ffprobe"))
+    monkeypatch.setattr(media, "FFMPEG", str(tmp_path / "ffmpeg"))
+    with pytest.raises(media.MediaError) as err:
+        media.probe(str(face_clip))
+    assert err.value.status == "decode_error" and "ffprobe crashed (SIGSEGV)" in err.value.message
+    with pytest.raises(media.MediaError) as err:
+        list(media.read_frames(str(face_clip), info, [0.0]))
+    assert "ffmpeg crashed (SIGSEGV)" in err.value.message

@@ -20,8 +20,9 @@ torch: each phase process would inherit its RSS as a floor.)
   (b) naive: OpenCV VideoCapture reads every frame, keeps the sampled ones, facenet-pytorch MTCNN(keep_all,
       min_face_size=20) on each at full resolution one at a time, each face crop scored alone by the same
       Detector; run on the first --naive-clips clips (an even number keeps the 720p/1080p mix), compared per video;
-  (c) deepscreen: Screener(weights, device='cpu', frames, detect_every, early_exit, runtime).screen_many(all clips),
-      scan's defaults unless --no-early-exit or --runtime say otherwise (what-ifs: what each part is worth);
+  (c) deepscreen: Screener(weights, device, frames, detect_every, early_exit, runtime).screen_many(all clips),
+      scan's defaults unless --device (default cpu), --no-early-exit or --runtime say otherwise (what-ifs: what
+      each part is worth); the naive pipeline (b) stays on the CPU;
   then deepscreen on one long 1280x720 clip (--long-minutes; the 10-s reference clip looped with stream copy,
   so it costs nothing to make) against that 10-s reference clip alone.
 Wall times count the work only; loading models and importing torch are reported as setup_s.
@@ -324,7 +325,7 @@ def phase_deepscreen(spec: dict) -> dict:
     import torch
 
     t_setup = time.monotonic()
-    screener = Screener(weights=spec["weights"], device="cpu", frames=spec["frames"],
+    screener = Screener(weights=spec["weights"], device=spec["device"], frames=spec["frames"],
                         detect_every=spec["detect_every"], early_exit=spec["early_exit"], runtime=spec["runtime"])
     if spec.get("torch_threads"):  # a what-if, set after Screener (which may choose its own)
         torch.set_num_threads(spec["torch_threads"])
@@ -337,6 +338,7 @@ def phase_deepscreen(spec: dict) -> dict:
             "setup_s": setup, "torch_threads": torch.get_num_threads(), "workers": screener.workers,
             "statuses": [r.status for r in records], "timings": [dict(r.timings) for r in records],
             "stopped_early": sum(r.stopped == "early" for r in records), "runtime": screener.detector.runtime,
+            "device": str(screener.device),
             "scores": [r.score for r in records], "duplicates": screener.stats.duplicates,
             "read_path": ["seek" if d > media.SEEK_AFTER_S else "select" for d in durations],
             "seek_after_s": media.SEEK_AFTER_S}
@@ -385,6 +387,7 @@ def _child(spec: dict, tmp: Path, name: str) -> None:
 def run_phase(name: str, kind: str, paths: list[str], args, weights: str, tmp: Path) -> dict:
     spec = {"kind": kind, "paths": paths, "frames": args.frames, "detect_every": args.detect_every,
             "weights": weights, "workers": 2, "early_exit": args.early_exit, "runtime": args.runtime,
+            "device": args.device,
             "torch_threads": args.torch_threads, "out": str(tmp / f"{name}.json")}
     print(f"  {name}: {len(paths)} clip(s) ...", end="", flush=True)
     t0 = time.monotonic()
@@ -406,7 +409,8 @@ def run_phase(name: str, kind: str, paths: list[str], args, weights: str, tmp: P
 def torch_facts() -> dict:
     import torch
 
-    return {"torch": torch.__version__, "torch_threads_default": torch.get_num_threads()}
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {"torch": torch.__version__, "torch_threads_default": torch.get_num_threads(), "gpu": gpu}
 
 
 def machine_facts() -> dict:
@@ -446,7 +450,7 @@ def report(out: dict) -> None:
           f"{' '.join(map(str, m['load_avg_at_start']))}")
     print(f"  python {m['python']}, torch {m['torch']} ({m['torch_threads_default']} threads by default; the "
           f"deepscreen phases ran with {out['phases']['c_deepscreen'].get('torch_threads')}), "
-          f"ffmpeg {m['ffmpeg'].split(' ')[0]}")
+          f"ffmpeg {m['ffmpeg'].split(' ')[0]}; GPU: {m.get('gpu') or 'none'}")
     busy = m["load_avg_at_start"][0]
     if busy > 0.5 * m["cores_usable"]:
         print(f"  WARNING: the machine was busy when this started (1-min load {busy} on {m['cores_usable']} cores): "
@@ -455,7 +459,8 @@ def report(out: dict) -> None:
     print(f"  set: {s['clips']} clips x {s['seconds']:g} s ({', '.join(s['sizes'])}, {FPS} fps, H.264 {PRESET} "
           f"CRF {CRF}, keyframe every {GOP_S} s), {s['frames']} frames sampled per video, whole-frame face search "
           f"on every {s.get('detect_every', 1)}, early exit {'on' if s.get('early_exit', False) else 'off'}, "
-          f"detector runtime {out['phases']['c_deepscreen'].get('runtime', 'torch')}; weights {s['weights']}")
+          f"detector runtime {out['phases']['c_deepscreen'].get('runtime', 'torch')} on "
+          f"{out['phases']['c_deepscreen'].get('device', 'cpu')}; weights {s['weights']}")
     gen = out["generation"]
     print(f"  generation: {gen['made']} file(s) made in {gen['seconds']:.1f} s ({gen['cached']} cached)")
 
@@ -542,6 +547,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="what-if: override torch's thread count (default: one per core) in the deepscreen phases")
     ap.add_argument("--no-early-exit", dest="early_exit", action="store_false",
                     help="what-if: deepscreen looks at every sampled frame (scan --no-early-exit)")
+    ap.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"),
+                    help="where deepscreen's phases run MTCNN and the detector (default cpu)")
     ap.add_argument("--runtime", default="auto", choices=("auto", "torch", "onnx"),
                     help="what-if: where deepscreen's detector runs (default auto, as scan: ONNX Runtime on a CPU)")
     ap.add_argument("--json", help="write everything measured here")
@@ -595,7 +602,7 @@ def main(argv: list[str] | None = None) -> int:
     out: dict = {"machine": machine, "phases": {},
                  "settings": {"clips": args.clips, "seconds": args.seconds, "frames": args.frames,
                               "detect_every": args.detect_every, "early_exit": args.early_exit,
-                              "runtime": args.runtime,
+                              "runtime": args.runtime, "device": args.device,
                               "sizes": [f"{w}x{h}" for w, h in sizes], "fps": FPS, "gop_s": GOP_S, "preset": PRESET,
                               "crf": CRF, "long_minutes": args.long_minutes, "long_size": args.long_size,
                               "naive_clips": min(args.naive_clips, args.clips), "weights": str(weights),

@@ -47,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
         print("torch sees no CUDA device: nothing to compare", file=sys.stderr)
         return 2
     paths = sorted(iter_inputs(args.dirs))
+    if not paths:
+        print("no video files found", file=sys.stderr)
+        return 2
     cpu, cpu_s = screen_all("cpu", paths, args)
     gpu, gpu_s = screen_all("cuda", paths, args)
 

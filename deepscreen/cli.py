@@ -448,6 +448,8 @@ Example (the shipped default, see weights/README.md):
               help="Leave the labelled fakes of this method out (leave-one-method-out runs; repeatable).")
 @click.option("--init", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Start from this deepscreen checkpoint (fine-tuning) instead of --pretrained.")
+@click.option("--freeze", type=click.IntRange(0), default=0, show_default=True,
+              help="Keep the first N blocks of the backbone at their starting weights (MobileNetV2 has 19).")
 @click.option("--blended-method", "blended_methods", multiple=True,
               help="With --arch mobilenet_v2_kinds: a labelled fake method whose faces are blended into a filmed "
                    "frame (swaps, reenactment); other methods count as generated whole (repeatable; default: "
@@ -460,13 +462,16 @@ Example (the shipped default, see weights/README.md):
                    "on a black frame are), so that a black surround cannot decide.")
 @click.option("--val-every", type=click.IntRange(1), default=250, show_default=True,
               help="Steps between held-out checks (and checkpoints).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="Where to train (and find faces): auto takes the GPU when torch sees one.")
 @click.option("--bf16/--no-bf16", default=None,
-              help="bf16 autocast; by default only where the CPU runs it natively (AVX512-BF16/AMX).")
+              help="bf16 autocast; by default on a CPU only where it runs bf16 natively (AVX512-BF16/AMX), on a GPU "
+                   "where it has bf16 (else, and with --no-bf16, fp16 with loss scaling).")
 def train(real: tuple[str, ...], out: str, pretrained: str | None, run_dir: str, cache_dir: str, steps: int,
           input_size: int, margin: float, pairs_per_batch: int, lr: float, seed: int, workers: int, arch: str,
           select_on: str | None, labelled: tuple[str, ...], frames_per_clip: int, sbi_share: float,
           exclude_methods: tuple[str, ...], init: str | None, blended_methods: tuple[str, ...], match_detail: bool,
-          on_black: float, val_every: int, bf16: bool | None) -> None:
+          on_black: float, val_every: int, device: str, bf16: bool | None, freeze: int) -> None:
     """Train a detector on REAL face photos and videos (Self-Blended Images), and on --labelled clips; resumable."""
     from .training import TrainConfig, train as run_training
 
@@ -475,7 +480,7 @@ def train(real: tuple[str, ...], out: str, pretrained: str | None, run_dir: str,
                       input_size=input_size, margin=margin, steps=steps, pairs_per_batch=pairs_per_batch, lr=lr, seed=seed,
                       workers=workers, select_on=select_on, labelled=list(labelled), frames_per_clip=frames_per_clip,
                       sbi_share=sbi_share, exclude_methods=list(exclude_methods), init=init, val_every=val_every,
-                      bf16=bf16, match_detail=match_detail, on_black=on_black)
+                      device=device, bf16=bf16, match_detail=match_detail, on_black=on_black, freeze=freeze)
     if blended_methods:
         cfg.blended_methods = list(blended_methods)
     try:

@@ -65,6 +65,17 @@ class FaceFinder:
         self.window_mtcnn = MTCNN(keep_all=True, post_process=False, device=self.device, min_face_size=ROI_MIN,
                                   thresholds=[0.8, 0.7, 0.7])
 
+    @torch.inference_mode()
+    def warm_up(self) -> None:
+        """On a GPU, run MTCNN's three networks once on blank input: CUDA loads kernels on first use."""
+        if self.device.type != "cuda":
+            return
+        for mtcnn in (self.mtcnn, self.window_mtcnn):
+            mtcnn.detect(np.zeros((2, 160, 160, 3), np.uint8))  # the first stage; a blank frame goes no further
+            mtcnn.rnet(torch.zeros(16, 3, 24, 24, device=self.device))
+            mtcnn.onet(torch.zeros(16, 3, 48, 48, device=self.device))
+        torch.cuda.synchronize(self.device)
+
     @property
     def chunk(self) -> int:
         """Frames to hand `find` at once: enough for one full batch of whole-frame detections."""

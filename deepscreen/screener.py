@@ -142,6 +142,8 @@ class Screener:
         self.detector = Detector.load(weights or default_weights(), device=str(self.device), batch_size=batch_size,
                                       runtime=runtime)
         self.faces = FaceFinder(device=self.device, min_face=min_face, detect_every=detect_every)
+        self.detector.warm_up()  # on a GPU: CUDA's start-up is paid here, not by the first video
+        self.faces.warm_up()
         self.frames = frames
         self.fps = fps
         self.threshold = self.detector.profile.threshold if threshold is None else threshold

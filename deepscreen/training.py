@@ -38,7 +38,7 @@ from .datasets import LabelledVideo, load_dataset
 from .clips import face_crops, fingerprint, largest_faces
 from .faces import FaceFinder, crop_box, crop_face
 from .inputs import is_video_name
-from .model import KINDS, ModelProfile, create_model, save_checkpoint, widen_head
+from .model import KINDS, ModelError, ModelProfile, create_model, resolve_device, save_checkpoint, widen_head
 from .sbi import degrade, make_pair
 
 log = logging.getLogger("deepscreen.train")
@@ -97,9 +97,11 @@ class TrainConfig:
     match_detail: bool = False  # blur the sharper face of each labelled pair down to the other's fine detail
     on_black: float = ON_BLACK_P  # chance that a training face (real or fake) is shown on black
     init: str | None = None  # start from a deepscreen checkpoint instead of ImageNet weights
+    freeze: int = 0  # the first N blocks of the backbone's `features` keep their starting weights
     seed: int = 0
     workers: int = 1
-    bf16: bool | None = None  # None: bf16 autocast only where the CPU runs it natively (see native_bf16)
+    device: str = "auto"  # "auto": the GPU when torch sees one, else the CPU
+    bf16: bool | None = None  # None: on a CPU only where it runs bf16 natively (native_bf16); on a GPU where supported
     ema_decay: float = 0.995  # validate and export an exponential moving average of the weights (0: raw weights)
     select_on: str | None = None  # labelled videos (any layout `deepscreen bench` reads) to choose checkpoints on
     select_frames: int = 8  # frames per video scored when choosing
@@ -430,6 +432,49 @@ def native_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+@dataclass(frozen=True)
+class Compute:
+    """Where training runs and in which autocast precision (`dtype` None: fp32)."""
+
+    device: torch.device
+    dtype: torch.dtype | None = None
+
+    @classmethod
+    def choose(cls, device: str = "auto", bf16: bool | None = None) -> "Compute":
+        """The CPU in bf16 only where it runs bf16 natively; a GPU in bf16 where it has it, else fp16.
+
+        Why fp16 on older GPUs rather than fp32: mixed precision is most of a GPU's training speed, and fp16
+        with loss scaling (see `scaler`) trains MobileNetV2 as well. `bf16=False` on a GPU means fp16.
+        """
+        try:
+            dev = resolve_device(device)
+        except ModelError as e:
+            raise ValueError(str(e)) from e
+        if dev.type == "cuda":
+            use_bf16 = torch.cuda.is_bf16_supported() if bf16 is None else bf16
+            return cls(dev, torch.bfloat16 if use_bf16 else torch.float16)
+        if dev.type != "cpu":
+            raise ValueError(f"training runs on the CPU or a CUDA GPU, not {device!r}")
+        return cls(dev, torch.bfloat16 if (native_bf16() if bf16 is None else bf16) else None)
+
+    def autocast(self):
+        return torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None)
+
+    def scaler(self) -> torch.amp.GradScaler:
+        """Loss scaling, on for fp16 only (its gradients underflow without it; bf16 has fp32's range)."""
+        return torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
+
+    def put(self, x: torch.Tensor) -> torch.Tensor:
+        """A batch onto the device; from pinned memory (the loader's, on a GPU) the copy overlaps compute."""
+        return x.to(self.device, non_blocking=True)
+
+    def __str__(self) -> str:
+        return f"{self.device.type} {str(self.dtype).removeprefix('torch.') if self.dtype else 'fp32'}"
+
+
+CPU = Compute(torch.device("cpu"))
+
+
 def _backbone(cfg: TrainConfig) -> nn.Module:
     model = create_model(cfg.arch)
     if cfg.init:
@@ -449,14 +494,31 @@ def _backbone(cfg: TrainConfig) -> nn.Module:
     return model
 
 
+def freeze_blocks(model: nn.Module, n: int) -> None:
+    """Keep the first `n` feature blocks at their starting weights (their batch-norm statistics still adapt).
+
+    Why: fine-tuning on a hundred fake clips moves the low-level filters toward those sources' looks (version 5
+    lost most of version 3's face-swap ranking on dev); fixed early blocks keep the self-blend filters.
+    """
+    if n <= 0:
+        return
+    features = getattr(model, "features", None)
+    if not isinstance(features, nn.Sequential) or n > len(features):
+        raise ValueError(f"--freeze {n}: this architecture has "
+                         f"{len(features) if isinstance(features, nn.Sequential) else 'no'} feature blocks")
+    for p in features[:n].parameters():
+        p.requires_grad_(False)
+
+
 @torch.no_grad()
-def _outputs(model: nn.Module, head, norm: Normalize, x: np.ndarray, bf16: bool, batch: int = 64) -> np.ndarray:
+def _outputs(model: nn.Module, head, norm: Normalize, x: np.ndarray, compute: Compute = CPU,
+             batch: int = 64) -> np.ndarray:
     """`head` (the model, or one of its methods) over uint8 crops in batches, in eval mode: float outputs."""
     model.eval()
     out = []
     for s in range(0, len(x), batch):
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            out.append(head(norm(torch.from_numpy(x[s:s + batch]))).float().numpy())
+        with compute.autocast():
+            out.append(head(norm(compute.put(torch.from_numpy(x[s:s + batch])))).float().cpu().numpy())
     model.train()
     return np.concatenate(out)
 
@@ -466,13 +528,13 @@ def _sigmoid(logits: np.ndarray) -> np.ndarray:
 
 
 def choose_scored(model: nn.Module, norm: Normalize, clips: list[np.ndarray], labels: list[int],
-                  bf16: bool) -> tuple[list[int], dict[str, float]]:
+                  compute: Compute = CPU) -> tuple[list[int], dict[str, float]]:
     """How a kind network should score, chosen by video AUC on labelled clips: every kind's max, or one kind.
 
     Why: a head can rank unseen material better than the max of both, whose false alarms add up (on select, the
     blended head rose on real faces that the generated head left low). Ties go to every kind.
     """
-    per_clip = [_outputs(model, model.kinds, norm, c, bf16) for c in clips]
+    per_clip = [_outputs(model, model.kinds, norm, c, compute) for c in clips]
     ways = [list(range(len(KINDS)))] + [[i] for i in range(len(KINDS))]
     aucs = {}
     for way in ways:
@@ -482,8 +544,8 @@ def choose_scored(model: nn.Module, norm: Normalize, clips: list[np.ndarray], la
     return best, aucs
 
 
-def _predict(model: nn.Module, norm: Normalize, x: np.ndarray, bf16: bool) -> np.ndarray:
-    return _sigmoid(_outputs(model, model, norm, x, bf16).flatten())
+def _predict(model: nn.Module, norm: Normalize, x: np.ndarray, compute: Compute) -> np.ndarray:
+    return _sigmoid(_outputs(model, model, norm, x, compute).flatten())
 
 
 def validation_set(val: list[CachedFace], cache: str, size: int, margin: float, seed: int, limit: int = 600):
@@ -542,7 +604,7 @@ def _check_same_run(run: Path, setup: dict) -> None:
     if not (run / "last.pt").exists() or not (run / "config.json").exists():
         return
     before = json.loads((run / "config.json").read_text())
-    ignore = {"workers"}  # does not change what is trained
+    ignore = {"workers", "device"}  # do not change what is trained: a run started on a CPU may go on on a GPU
     # Only what the run recorded is compared: runs started by older versions recorded less.
     diff = sorted(k for k in before if k not in ignore and setup.get(k) != before[k])
     if diff:
@@ -582,7 +644,7 @@ def labelled_clips(roots: list[str], exclude_methods: list[str] = (),
 def train(cfg: TrainConfig, inputs: list[str]) -> dict:
     """Cache faces, train on SBI pairs (and labelled clips), keep the best checkpoint by held-out score; resumable."""
     torch.manual_seed(cfg.seed)
-    bf16 = native_bf16() if cfg.bf16 is None else cfg.bf16
+    compute = Compute.choose(cfg.device, cfg.bf16)
     run = Path(cfg.run_dir)
     run.mkdir(parents=True, exist_ok=True)
     setup = {**asdict(cfg), "inputs": [os.path.abspath(p) for p in inputs]}
@@ -592,11 +654,11 @@ def train(cfg: TrainConfig, inputs: list[str]) -> dict:
     labelled_items = labelled_clips(cfg.labelled, cfg.exclude_methods, cfg.select_on)
     chooser = (selection_clips(cfg.select_on, cfg.select_frames, cfg.margin, cfg.input_size, cfg.cache_dir)
                if cfg.select_on else None)
-    records = build_cache(inputs, cfg.cache_dir, cfg.frames_per_video)
-    labelled = cache_labelled(labelled_items, cfg.cache_dir, cfg.frames_per_clip)
+    records = build_cache(inputs, cfg.cache_dir, cfg.frames_per_video, compute.device)
+    labelled = cache_labelled(labelled_items, cfg.cache_dir, cfg.frames_per_clip, compute.device)
     tr, va = split(records, cfg.val_fraction, cfg.seed)
-    log.info("faces: %d train, %d validation (%d groups held out); %d labelled (%d fake); bf16 %s",
-             len(tr), len(va), len({r.group for r in va}), len(labelled), sum(r.label for r in labelled), bf16)
+    log.info("faces: %d train, %d validation (%d groups held out); %d labelled (%d fake); training on %s",
+             len(tr), len(va), len({r.group for r in va}), len(labelled), sum(r.label for r in labelled), compute)
     vx_real, vx_fake, vkinds = validation_set(va, cfg.cache_dir, cfg.input_size, cfg.margin, cfg.seed)
 
     names = [os.path.basename(os.path.normpath(p)) for p in inputs + cfg.labelled]
@@ -612,22 +674,28 @@ def train(cfg: TrainConfig, inputs: list[str]) -> dict:
         profile.extra["excluded_methods"] = list(cfg.exclude_methods)
     if cfg.init:
         profile.extra["init"] = os.path.basename(cfg.init)
+    if cfg.freeze:
+        profile.extra["frozen_blocks"] = cfg.freeze
     if cfg.select_on:
         profile.extra["chosen_on_videos"] = os.path.basename(os.path.normpath(cfg.select_on))
-    model = _backbone(cfg).to(memory_format=torch.channels_last)
+    model = _backbone(cfg).to(compute.device, memory_format=torch.channels_last)
+    freeze_blocks(model, cfg.freeze)
     # Why an average: checkpoints a few hundred steps apart score held-out pairs alike but real video from
     # unseen sources very differently (weights/README.md); averaging the weights over the last few hundred
     # steps is the usual way to damp such step-to-step variation.
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True) if cfg.ema_decay else None
-    norm = Normalize(profile.mean, profile.std)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    norm = Normalize(profile.mean, profile.std).to(compute.device)
+    scaler = compute.scaler()
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.05)
     step, best = 0, {"select": -1.0}
     last = run / "last.pt"
     if last.exists():
         state = torch.load(last, map_location="cpu", weights_only=True)
         model.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
+        opt.load_state_dict(state["opt"])  # moves the optimiser's state to the parameters' device
+        if state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
         sched.load_state_dict(state["sched"])
         if ema is not None:
             ema.load_state_dict(state["ema"])
@@ -639,23 +707,24 @@ def train(cfg: TrainConfig, inputs: list[str]) -> dict:
                        cfg.match_detail, cfg.on_black)
     order = list(range(step * cfg.pairs_per_batch, len(data)))
     loader = DataLoader(torch.utils.data.Subset(data, order), batch_size=cfg.pairs_per_batch,
-                        num_workers=cfg.workers, persistent_workers=cfg.workers > 0)
+                        num_workers=cfg.workers, persistent_workers=cfg.workers > 0,
+                        pin_memory=compute.device.type == "cuda")
     loss_fn = nn.BCEWithLogitsLoss()
     by_kind = hasattr(model, "kinds")
     logf = open(run / "log.jsonl", "a")
     t0, seen = time.monotonic(), 0
     model.train()
     for x, y, kind in loader:
-        x = x.flatten(0, 1)
-        y = y.flatten().unsqueeze(1)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        x, y, kind = compute.put(x.flatten(0, 1)), compute.put(y.flatten().unsqueeze(1)), compute.put(kind)
+        with compute.autocast():
             if by_kind:
                 loss = kind_loss(model.kinds(norm(x)).float(), y, kind)
             else:
                 loss = loss_fn(model(norm(x)).float(), y)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
         sched.step()
         if ema is not None:
             ema.update_parameters(model)
@@ -668,14 +737,14 @@ def train(cfg: TrainConfig, inputs: list[str]) -> dict:
             logf.flush()
         if step % cfg.val_every == 0 or step == cfg.steps:
             final = ema.module if ema is not None else model
-            m = evaluate(_predict(final, norm, vx_real, bf16), _predict(final, norm, vx_fake, bf16), vkinds)
+            m = evaluate(_predict(final, norm, vx_real, compute), _predict(final, norm, vx_fake, compute), vkinds)
             if chooser is not None and by_kind:
-                scored, aucs = choose_scored(final, norm, *chooser, bf16)
+                scored, aucs = choose_scored(final, norm, *chooser, compute)
                 m.update({f"auc_select_videos_{k}": v for k, v in aucs.items()})
                 m["auc_select_videos"] = m["select"] = max(aucs.values())
             elif chooser is not None:
                 clips, labels = chooser
-                video_scores = [track_score(_predict(final, norm, c, bf16)) for c in clips]
+                video_scores = [track_score(_predict(final, norm, c, compute)) for c in clips]
                 m["auc_select_videos"] = float(roc_auc_score(labels, video_scores))
                 m["select"] = m["auc_select_videos"]
             m["step"] = step
@@ -690,7 +759,7 @@ def train(cfg: TrainConfig, inputs: list[str]) -> dict:
                 save_checkpoint(run / f"best_step{step}.pt", final, profile)
             tmp = run / "last.pt.tmp"
             torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-                        "ema": ema.state_dict() if ema is not None else None,
+                        "ema": ema.state_dict() if ema is not None else None, "scaler": scaler.state_dict(),
                         "step": step, "best": json.dumps(best)}, tmp)
             os.replace(tmp, last)
     logf.close()

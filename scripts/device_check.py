@@ -6,8 +6,8 @@ Screens every video under DIR twice with early exit off (so both look at the sam
 with the detector in PyTorch fp32, and on CUDA (MTCNN on the GPU, the detector under fp16 autocast with pinned
 memory, as `scan --device auto` runs it there). Prints, per video, both scores, the difference, the faces found
 on each device and whether the verdicts agree; then the largest difference, the verdicts that changed and each
-device's wall time for the whole set (models loaded before the clock starts; one warm-up video first, so CUDA's
-kernel selection is not counted). Exits 1 when a verdict changes or a score moves by more than --tolerance.
+device's wall time for the whole set (models loaded before the clock starts; one warm-up video first), and what
+loading and that first video cost (on a GPU, `Screener` warms CUDA up while loading). Exits 1 when a verdict changes or a score moves by more than --tolerance.
 """
 from __future__ import annotations
 
@@ -27,12 +27,18 @@ from deepscreen.inputs import iter_inputs  # noqa: E402
 import torch  # noqa: E402
 
 
-def screen_all(device: str, paths: list[str], args) -> tuple[dict, float]:
+def screen_all(device: str, paths: list[str], args) -> tuple[dict, float, dict]:
+    """Records, the wall time of the set after a first video, and what loading and that first video took."""
+    t0 = time.monotonic()
     screener = Screener(weights=args.weights, device=device, frames=args.frames, early_exit=False, runtime="torch")
-    screener.screen(paths[0])  # warm-up: CUDA picks its kernels on the first batches
+    start = {"load_s": time.monotonic() - t0}
+    first = screener.screen(paths[0])
+    start.update(first_detect_s=first.timings.get("detect", 0.0), first_score_s=first.timings.get("score", 0.0))
     t0 = time.monotonic()
     records = {r.path: r for r in screener.screen_many(paths)}
-    return records, time.monotonic() - t0
+    again = records[paths[0]].timings
+    start.update(again_detect_s=again.get("detect", 0.0), again_score_s=again.get("score", 0.0))
+    return records, time.monotonic() - t0, start
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,8 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     if not paths:
         print("no video files found", file=sys.stderr)
         return 2
-    cpu, cpu_s = screen_all("cpu", paths, args)
-    gpu, gpu_s = screen_all("cuda", paths, args)
+    cpu, cpu_s, cpu_start = screen_all("cpu", paths, args)
+    gpu, gpu_s, gpu_start = screen_all("cuda", paths, args)
 
     rows, worst, changed = [], 0.0, []
     print(f"{'video':<40}{'cpu':>8}{'cuda':>8}{'diff':>8}{'faces cpu/cuda':>16}  verdicts")
@@ -72,9 +78,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"largest score difference {worst:.4f} (tolerance {args.tolerance}); verdicts changed: {len(changed)}")
     print(f"wall: cpu {cpu_s:.1f} s ({frames / cpu_s:.1f} frames/s, {torch.get_num_threads()} threads), "
           f"cuda {gpu_s:.1f} s ({frames / gpu_s:.1f} frames/s)")
+    for name, st in (("cpu", cpu_start), ("cuda", gpu_start)):
+        print(f"{name}: load {st['load_s']:.1f} s; first video detect {st['first_detect_s']:.2f} s, score "
+              f"{st['first_score_s']:.2f} s; the same video again {st['again_detect_s']:.2f} s, {st['again_score_s']:.2f} s")
     if args.json:
         Path(args.json).write_text(json.dumps({"rows": rows, "worst": worst, "changed": changed, "cpu_s": cpu_s,
-                                               "cuda_s": gpu_s, "frames": frames,
+                                               "cuda_s": gpu_s, "frames": frames, "start": {"cpu": cpu_start,
+                                                                                            "cuda": gpu_start},
                                                "gpu": torch.cuda.get_device_name(0)}, indent=2))
     return 1 if changed or worst > args.tolerance else 0
 

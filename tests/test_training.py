@@ -16,10 +16,11 @@ from PIL import Image
 from deepscreen.clips import face_crops
 from deepscreen.datasets import LabelledVideo
 from deepscreen.faces import FaceFinder, crop_face
-from deepscreen.model import KINDS, Detector, create_model, widen_head
+from deepscreen.model import KINDS, Detector, ModelProfile, create_model, save_checkpoint, widen_head
 from deepscreen.sbi import self_blend
-from deepscreen.training import (BalancedSampler, CachedFace, Normalize, PairDataset, TrainConfig, build_cache,
-                                 choose_scored, detail, kind_loss, make_example, match_detail, train)
+from deepscreen.training import (BalancedSampler, CachedFace, Compute, Normalize, PairDataset, TrainConfig,
+                                 build_cache, choose_scored, detail, evaluate, freeze_blocks, kind_loss,
+                                 make_example, match_detail, native_bf16, train)
 
 SHIPPED = Path(__file__).resolve().parent.parent / "weights" / "deepscreen-sbi-mnv2.pt"
 
@@ -52,16 +53,17 @@ def test_a_few_steps_on_a_handful_of_pairs_lower_the_loss(face):
 
 
 def _tiny_run(tmp_path: Path, astronaut_png: Path, face_clip: Path, **kw) -> tuple[TrainConfig, Path]:
-    """A folder of real faces (six rotated photos, one clip) and a 4-step config of a tiny model."""
+    """A folder of real faces (six rotated photos, one clip) and a 4-step config of a tiny model (on the CPU)."""
     data = tmp_path / "real"
     data.mkdir()
     photo = Image.open(astronaut_png).convert("RGB")
     for i, angle in enumerate((-6, -3, 0, 3, 6, 9)):  # a handful of "identities"
         photo.rotate(angle).save(data / f"p{i}.jpg")
     (data / "clip.mp4").write_bytes(face_clip.read_bytes())
+    settings = dict(arch="tiny_cnn", input_size=64, steps=4, pairs_per_batch=2, val_every=2, val_fraction=0.3,
+                    frames_per_video=3, workers=0, bf16=False, device="cpu")
     cfg = TrainConfig(out=str(tmp_path / "m.pt"), run_dir=str(tmp_path / "run"), cache_dir=str(tmp_path / "cache"),
-                      arch="tiny_cnn", input_size=64, steps=4, pairs_per_batch=2, val_every=2, val_fraction=0.3,
-                      frames_per_video=3, workers=0, bf16=False, **kw)
+                      **{**settings, **kw})
     return cfg, data
 
 
@@ -264,7 +266,7 @@ def test_the_way_a_kind_network_scores_is_chosen_on_labelled_clips():
     labels = [0, 1] * 4
     clips = [rng.integers(0, 100, (3, 8, 8, 3), dtype=np.uint8) + 120 * y for y in labels]  # fakes brighter
     norm = Normalize((0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
-    scored, aucs = choose_scored(Brightness(), norm, clips, labels, bf16=False)
+    scored, aucs = choose_scored(Brightness(), norm, clips, labels)
     assert scored == [KINDS.index("generated")]
     assert aucs["generated"] == 1.0 and aucs["blended"] == 0.0 and set(aucs) == {"blended+generated", *KINDS}
 
@@ -329,3 +331,55 @@ def test_on_black_rate_reaches_both_sides_of_every_pair(tmp_path, face):
     assert (black_corner_share(0.0) < 0.1).all()
     half = black_corner_share(0.5)
     assert abs(half[0] - half[1]) < 0.15 and 0.3 < half.mean() < 0.7
+
+
+def test_training_precision_follows_the_device():
+    cpu = Compute.choose("cpu")
+    assert cpu.device.type == "cpu" and cpu.dtype == (torch.bfloat16 if native_bf16() else None)
+    assert Compute.choose("cpu", bf16=True).dtype == torch.bfloat16 and Compute.choose("cpu", bf16=False).dtype is None
+    assert not cpu.scaler().is_enabled()  # loss scaling is for fp16 only
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA device"):
+            Compute.choose("cuda")
+        assert Compute.choose("auto").device.type == "cpu"
+
+
+def test_frozen_blocks_keep_their_starting_weights(tmp_path, astronaut_png, face_clip):
+    cfg, data = _tiny_run(tmp_path, astronaut_png, face_clip, arch="mobilenet_v2", freeze=5)
+    start = create_model("mobilenet_v2")
+    save_checkpoint(tmp_path / "init.pt", start, ModelProfile(name="init", arch="mobilenet_v2", input_size=64, margin=0.3))
+    train(replace(cfg, init=str(tmp_path / "init.pt"), ema_decay=0.0), [str(data)])
+    det = Detector.load(cfg.out, device="cpu")
+    assert det.profile.extra["frozen_blocks"] == 5
+    before, after = start.state_dict(), det.model.state_dict()
+    frozen = [k for k in before if k.startswith(tuple(f"features.{i}." for i in range(5))) and "running" not in k
+              and "num_batches" not in k]
+    assert frozen and all(torch.equal(before[k], after[k]) for k in frozen)
+    assert not torch.equal(before["features.6.conv.0.0.weight"], after["features.6.conv.0.0.weight"])
+    with pytest.raises(ValueError, match="no feature blocks"):
+        freeze_blocks(create_model("tiny_cnn"), 2)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("bf16", [True, False], ids=["bf16", "fp16"])
+def test_training_on_a_gpu_resumes_on_the_cpu(tmp_path, astronaut_png, face_clip, bf16, monkeypatch):
+    cfg, data = _tiny_run(tmp_path, astronaut_png, face_clip, arch="mobilenet_v2", device="cuda", bf16=bf16)
+    checks = []
+
+    def crash_at_the_second_check(*args):
+        checks.append(args)
+        if len(checks) == 2:
+            raise RuntimeError("the machine went away")  # after step 2's checkpoint, before step 4's
+        return evaluate(*args)
+
+    monkeypatch.setattr("deepscreen.training.evaluate", crash_at_the_second_check)
+    with pytest.raises(RuntimeError, match="went away"):
+        train(cfg, [str(data)])
+    state = torch.load(tmp_path / "run" / "last.pt", map_location="cpu", weights_only=True)
+    assert state["step"] == 2 and bool(state["scaler"]) == (not bf16)  # fp16 keeps its loss scale for the resume
+    monkeypatch.undo()
+    best = train(replace(cfg, device="cpu"), [str(data)])  # the same run goes on on the CPU, from step 2
+    logged = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [x["val"]["step"] for x in logged if "val" in x] == [2, 4]
+    assert all(np.isfinite(v) for x in logged if "val" in x for v in x["val"].values())
+    assert best["step"] in (2, 4) and Detector.load(cfg.out, device="cpu").profile.arch == "mobilenet_v2"

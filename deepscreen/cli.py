@@ -433,7 +433,8 @@ Example (the shipped default, see weights/README.md):
 @click.option("--pairs-per-batch", type=click.IntRange(1), default=16, show_default=True)
 @click.option("--lr", type=float, default=3e-4, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--workers", type=click.IntRange(0), default=1, show_default=True)
+@click.option("--workers", type=click.IntRange(0), default=None,
+              help="Data loader processes  [default: 1 on a CPU, every core but two on a GPU]")
 @click.option("--arch", default="mobilenet_v2", show_default=True)
 @click.option("--select-on", type=click.Path(exists=True, file_okay=False), default=None,
               help="Labelled real and fake videos (any layout `bench` reads) to choose the checkpoint on, by "
@@ -468,7 +469,7 @@ Example (the shipped default, see weights/README.md):
               help="bf16 autocast; by default on a CPU only where it runs bf16 natively (AVX512-BF16/AMX), on a GPU "
                    "where it has bf16 (else, and with --no-bf16, fp16 with loss scaling).")
 def train(real: tuple[str, ...], out: str, pretrained: str | None, run_dir: str, cache_dir: str, steps: int,
-          input_size: int, margin: float, pairs_per_batch: int, lr: float, seed: int, workers: int, arch: str,
+          input_size: int, margin: float, pairs_per_batch: int, lr: float, seed: int, workers: int | None, arch: str,
           select_on: str | None, labelled: tuple[str, ...], frames_per_clip: int, sbi_share: float,
           exclude_methods: tuple[str, ...], init: str | None, blended_methods: tuple[str, ...], match_detail: bool,
           on_black: float, val_every: int, device: str, bf16: bool | None, freeze: int) -> None:

@@ -99,7 +99,7 @@ class TrainConfig:
     init: str | None = None  # start from a deepscreen checkpoint instead of ImageNet weights
     freeze: int = 0  # the first N blocks of the backbone's `features` keep their starting weights
     seed: int = 0
-    workers: int = 1
+    workers: int | None = None  # data loader processes; None: 1 on a CPU, all cores but two on a GPU
     device: str = "auto"  # "auto": the GPU when torch sees one, else the CPU
     bf16: bool | None = None  # None: on a CPU only where it runs bf16 natively (native_bf16); on a GPU where supported
     ema_decay: float = 0.995  # validate and export an exponential moving average of the weights (0: raw weights)
@@ -468,6 +468,13 @@ class Compute:
         """A batch onto the device; from pinned memory (the loader's, on a GPU) the copy overlaps compute."""
         return x.to(self.device, non_blocking=True)
 
+    def loader_workers(self, asked: int | None) -> int:
+        """Data loader processes: one beside the training process on a CPU, whose cores the model needs; on a GPU
+        every core but two, because making the self-blends and degradations is then the slow part."""
+        if asked is not None:
+            return asked
+        return max(1, len(os.sched_getaffinity(0)) - 2) if self.device.type == "cuda" else 1
+
     def __str__(self) -> str:
         return f"{self.device.type} {str(self.dtype).removeprefix('torch.') if self.dtype else 'fp32'}"
 
@@ -706,8 +713,9 @@ def train(cfg: TrainConfig, inputs: list[str]) -> dict:
                        cfg.video_share, cfg.seed, labelled, cfg.sbi_share, tuple(cfg.blended_methods),
                        cfg.match_detail, cfg.on_black)
     order = list(range(step * cfg.pairs_per_batch, len(data)))
+    workers = compute.loader_workers(cfg.workers)
     loader = DataLoader(torch.utils.data.Subset(data, order), batch_size=cfg.pairs_per_batch,
-                        num_workers=cfg.workers, persistent_workers=cfg.workers > 0,
+                        num_workers=workers, persistent_workers=workers > 0,
                         pin_memory=compute.device.type == "cuda")
     loss_fn = nn.BCEWithLogitsLoss()
     by_kind = hasattr(model, "kinds")

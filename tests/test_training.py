@@ -338,6 +338,9 @@ def test_training_precision_follows_the_device():
     assert cpu.device.type == "cpu" and cpu.dtype == (torch.bfloat16 if native_bf16() else None)
     assert Compute.choose("cpu", bf16=True).dtype == torch.bfloat16 and Compute.choose("cpu", bf16=False).dtype is None
     assert not cpu.scaler().is_enabled()  # loss scaling is for fp16 only
+    assert cpu.loader_workers(None) == 1 and cpu.loader_workers(0) == 0  # on a CPU the model needs the cores
+    gpu = Compute(torch.device("cuda"), torch.bfloat16)
+    assert gpu.loader_workers(None) == max(1, len(os.sched_getaffinity(0)) - 2) and gpu.loader_workers(3) == 3
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="no CUDA device"):
             Compute.choose("cuda")

@@ -3,7 +3,8 @@
 Labelled clips gathered from the web carry marks of where they came from: generated talking heads often show
 the source photo as a small inset in a corner, or a watermark or the method's name; some face-swap sets are
 face crops pasted on black. A detector trained on such clips learns "a corner inset = fake" unless the same
-marks appear on real faces as often as on fakes, which is what :func:`confound` does.
+marks appear on real faces as often as on fakes, which is what :func:`confound` does. An occluder (a hand, a
+microphone: :func:`occlusion`) can be added the same way, so that no single region of the face decides.
 """
 from __future__ import annotations
 
@@ -66,6 +67,30 @@ def on_black(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return img * mask[..., None]
 
 
+def occlusion(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """An opaque blob the size of 5-20% of the crop, anywhere (partly off the edge at times): a plain or noisy
+    ellipse or rectangle.
+
+    Why: a detector that reads one region (the mouth of a talking head, one side of a blend boundary) misses
+    a method whose traces lie elsewhere; hiding a random part, on reals and fakes alike, makes it look at the rest.
+    """
+    h, w = img.shape[:2]
+    area = rng.uniform(0.05, 0.2) * h * w
+    aspect = rng.uniform(0.5, 2.0)
+    bh, bw = max(2, round(np.sqrt(area / aspect))), max(2, round(np.sqrt(area * aspect)))
+    cy, cx = int(rng.integers(0, h)), int(rng.integers(0, w))
+    mask = np.zeros((h, w), np.uint8)
+    if rng.random() < 0.5:
+        cv2.ellipse(mask, (cx, cy), (bw // 2, bh // 2), float(rng.uniform(0, 180)), 0, 360, 1, -1)
+    else:
+        cv2.rectangle(mask, (cx - bw // 2, cy - bh // 2), (cx + bw // 2, cy + bh // 2), 1, -1)
+    fill = np.empty_like(img)
+    fill[:] = _colour(rng)
+    if rng.random() < 0.5:
+        fill = np.clip(fill + rng.normal(0, 20, img.shape), 0, 255).astype(img.dtype)
+    return np.where(mask[..., None].astype(bool), fill, img)
+
+
 def _colour(rng: np.random.Generator) -> tuple[int, int, int]:
     if rng.random() < 0.6:
         v = int(rng.choice([0, 255]))
@@ -73,7 +98,8 @@ def _colour(rng: np.random.Generator) -> tuple[int, int, int]:
     return tuple(int(c) for c in rng.integers(0, 256, size=3))
 
 
-def confound(img: np.ndarray, rng: np.random.Generator, on_black_p: float = ON_BLACK_P) -> np.ndarray:
+def confound(img: np.ndarray, rng: np.random.Generator, on_black_p: float = ON_BLACK_P,
+             occlude_p: float = 0.0) -> np.ndarray:
     """Each mark independently, at the same rates whatever the label."""
     if rng.random() < on_black_p:
         img = on_black(img, rng)
@@ -81,4 +107,6 @@ def confound(img: np.ndarray, rng: np.random.Generator, on_black_p: float = ON_B
         img = corner_inset(img, rng)
     if rng.random() < CAPTION_P:
         img = caption(img, rng)
+    if occlude_p and rng.random() < occlude_p:  # drawn only when asked: earlier runs' random streams stay as they were
+        img = occlusion(img, rng)
     return img

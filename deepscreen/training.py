@@ -96,6 +96,7 @@ class TrainConfig:
     blended_methods: list[str] = field(default_factory=lambda: list(BLENDED_METHODS))  # the rest: generated
     match_detail: bool = False  # blur the sharper face of each labelled pair down to the other's fine detail
     on_black: float = ON_BLACK_P  # chance that a training face (real or fake) is shown on black
+    occlude: float = 0.0  # chance that a training face (real or fake) has part of it hidden (confounds.occlusion)
     init: str | None = None  # start from a deepscreen checkpoint instead of ImageNet weights
     freeze: int = 0  # the first N blocks of the backbone's `features` keep their starting weights
     seed: int = 0
@@ -364,7 +365,7 @@ class PairDataset(Dataset):
     def __init__(self, records: list[CachedFace], cache: str, size: int, margin: float, length: int,
                  video_share: float, seed: int, labelled: list[CachedFace] = (), sbi_share: float = 1.0,
                  blended_methods: tuple[str, ...] = BLENDED_METHODS, same_detail: bool = False,
-                 on_black: float = ON_BLACK_P):
+                 on_black: float = ON_BLACK_P, occlude: float = 0.0):
         self.cache = Path(cache)
         self.photos = [r for r in records if r.kind == "photo"]
         self.videos = [r for r in records if r.kind != "photo"]
@@ -377,6 +378,7 @@ class PairDataset(Dataset):
         self.blended = set(blended_methods)
         self.same_detail = same_detail
         self.on_black = on_black
+        self.occlude = occlude
 
     def __len__(self) -> int:
         return self.length
@@ -401,7 +403,8 @@ class PairDataset(Dataset):
             if self.same_detail:
                 real, fake = match_detail(real, fake)
             kind = KINDS.index("blended" if b.method in self.blended else "generated")
-        pair = np.stack([confound(real, rng, self.on_black), confound(fake, rng, self.on_black)])
+        pair = np.stack([confound(real, rng, self.on_black, self.occlude),
+                         confound(fake, rng, self.on_black, self.occlude)])
         return torch.from_numpy(pair), torch.tensor([0.0, 1.0]), kind
 
 
@@ -677,6 +680,8 @@ def train(cfg: TrainConfig, inputs: list[str]) -> dict:
         profile.extra["match_detail"] = True
     if cfg.on_black != ON_BLACK_P:
         profile.extra["on_black"] = cfg.on_black
+    if cfg.occlude:
+        profile.extra["occlude"] = cfg.occlude
     if cfg.exclude_methods:
         profile.extra["excluded_methods"] = list(cfg.exclude_methods)
     if cfg.init:
@@ -711,7 +716,7 @@ def train(cfg: TrainConfig, inputs: list[str]) -> dict:
 
     data = PairDataset(tr, cfg.cache_dir, cfg.input_size, cfg.margin, cfg.steps * cfg.pairs_per_batch,
                        cfg.video_share, cfg.seed, labelled, cfg.sbi_share, tuple(cfg.blended_methods),
-                       cfg.match_detail, cfg.on_black)
+                       cfg.match_detail, cfg.on_black, cfg.occlude)
     order = list(range(step * cfg.pairs_per_batch, len(data)))
     workers = compute.loader_workers(cfg.workers)
     loader = DataLoader(torch.utils.data.Subset(data, order), batch_size=cfg.pairs_per_batch,

@@ -193,6 +193,14 @@ def test_confounds_come_at_the_same_rate_whatever_the_label(face):
     assert np.array_equal(inset[40:56, 40:56], crop[40:56, 40:56])  # the face itself untouched
     black = confounds.on_black(crop, np.random.default_rng(3))
     assert black[0, 0].sum() == 0 and np.array_equal(black[48, 48], crop[48, 48])
+    # An occluder hides up to 20% of the crop (a quarter at most: rounding), and only when asked for.
+    hidden = [np.any(confounds.occlusion(crop, np.random.default_rng(i)) != crop, axis=2).mean() for i in range(50)]
+    assert 0 < min(hidden) and max(hidden) <= 0.25 and np.mean(hidden) > 0.05
+    rate = np.mean([np.any(confounds.confound(crop, rng, 0.0, occlude_p=1.0) != crop) for _ in range(100)])
+    assert rate > 0.95
+    a, b = np.random.default_rng(4), np.random.default_rng(4)
+    assert np.array_equal(confounds.confound(crop, a), confounds.confound(crop, b, occlude_p=0.0))
+    assert a.random() == b.random()  # occlusion off draws nothing: earlier recipes' random streams are unchanged
 
 
 def test_training_on_labelled_clips(tmp_path, astronaut_png, face_clip, two_face_clip, no_face_clip):

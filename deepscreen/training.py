@@ -508,7 +508,8 @@ def freeze_blocks(model: nn.Module, n: int) -> None:
     """Keep the first `n` feature blocks at their starting weights (their batch-norm statistics still adapt).
 
     Why: fine-tuning on a hundred fake clips moves the low-level filters toward those sources' looks (version 5
-    lost most of version 3's face-swap ranking on dev); fixed early blocks keep the self-blend filters.
+    lost most of version 3's face-swap ranking on dev); fixed early blocks keep the self-blend filters. On our
+    data that did not bring the swaps back (weights/README.md, "early blocks frozen").
     """
     if n <= 0:
         return

@@ -97,6 +97,7 @@ class TrainConfig:
     match_detail: bool = False  # blur the sharper face of each labelled pair down to the other's fine detail
     on_black: float = ON_BLACK_P  # chance that a training face (real or fake) is shown on black
     occlude: float = 0.0  # chance that a training face (real or fake) has part of it hidden (confounds.occlusion)
+    source_adversary: float = 0.0  # strength of the reversed gradient from guessing a face's source (SourceAdversary)
     init: str | None = None  # start from a deepscreen checkpoint instead of ImageNet weights
     freeze: int = 0  # the first N blocks of the backbone's `features` keep their starting weights
     seed: int = 0
@@ -354,6 +355,73 @@ def make_example(image: np.ndarray, r: CachedFace, rng: np.random.Generator, siz
     return np.ascontiguousarray(real), np.ascontiguousarray(fake)
 
 
+UNLABELLED_REALS = "(unlabelled real faces)"  # the real inputs that are not labelled clips: one source of their own
+
+
+@dataclass
+class Domains:
+    """Where a training face came from: reals by source, labelled fakes by method (each class numbered apart)."""
+
+    real: list[str]
+    fake: list[str]
+
+    @classmethod
+    def of(cls, labelled: list[CachedFace]) -> "Domains":
+        return cls(real=sorted({r.source or "unknown" for r in labelled if r.label == 0}) + [UNLABELLED_REALS],
+                   fake=sorted({r.method or "unknown" for r in labelled if r.label == 1}))
+
+    def index(self, r: CachedFace) -> int:
+        if r.label:
+            return self.fake.index(r.method or "unknown")
+        return self.real.index(r.source or "unknown") if r.kind == "labelled" else len(self.real) - 1
+
+
+class _Reversed(torch.autograd.Function):
+    """Identity forward; the gradient flows back multiplied by -strength (Ganin and Lempitsky, ICML 2015)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, strength: float) -> torch.Tensor:
+        ctx.strength = strength
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return -ctx.strength * grad, None
+
+
+class SourceAdversary(nn.Module):
+    """Two linear heads on the pooled features: which real source a real face is from, which method a fake is from.
+
+    Why: the detector's false alarms are whole real sources (a webcam, an interview, low-resolution crops) and its
+    misses whole generators, i.e. it reads how a source looks. The heads learn to tell sources apart within a
+    class while their gradient reaches the backbone reversed, so the features that survive are those that do not
+    say where a face came from, only whether it is real (domain-adversarial training, class by class).
+    """
+
+    def __init__(self, width: int, domains: Domains):
+        super().__init__()
+        self.real = nn.Linear(width, len(domains.real))
+        self.fake = nn.Linear(width, max(1, len(domains.fake)))
+
+    def forward(self, features: torch.Tensor, y: torch.Tensor, domain: torch.Tensor,
+                strength: float) -> tuple[torch.Tensor, dict]:
+        """The heads' summed cross-entropy (through the reversal) and how often each head guessed right."""
+        f = _Reversed.apply(features, strength)
+        loss, acc = features.new_zeros(()), {}
+        for name, head, label in (("real", self.real, 0), ("fake", self.fake, 1)):
+            keep = (y == label) & (domain >= 0)
+            if keep.any():
+                logits = head(f[keep])
+                loss = loss + nn.functional.cross_entropy(logits, domain[keep])
+                acc[name] = (logits.argmax(1) == domain[keep]).float().mean().item()
+        return loss, acc
+
+
+def adversary_strength(progress: float, top: float) -> float:
+    """DANN's ramp from 0 to `top` over training (2 / (1 + exp(-10 p)) - 1): the heads learn before they push."""
+    return top * (2.0 / (1.0 + np.exp(-10.0 * progress)) - 1.0)
+
+
 class PairDataset(Dataset):
     """Draws (real, fake) pairs, each side with the same chance of non-manipulation marks.
 
@@ -379,6 +447,7 @@ class PairDataset(Dataset):
         self.same_detail = same_detail
         self.on_black = on_black
         self.occlude = occlude
+        self.domains = Domains.of(list(labelled))
 
     def __len__(self) -> int:
         return self.length
@@ -390,12 +459,14 @@ class PairDataset(Dataset):
         return pool[rng.integers(len(pool))]
 
     def __getitem__(self, i: int):
-        """(real, fake) crops, their labels (0, 1), and the fake's kind (an index into `model.KINDS`)."""
+        """(real, fake) crops, their labels (0, 1), the fake's kind (an index into `model.KINDS`) and the pair's
+        domains (`Domains.index`: the real's source, the fake's method; -1 for a self-blended fake)."""
         rng = np.random.default_rng([self.seed, i])
         if rng.random() < self.sbi_share:
             r = self._sbi_face(rng)
             real, fake = make_example(load_cached(self.cache, r), r, rng, self.size, self.margin)
             kind = KINDS.index("blended")
+            domains = [self.domains.index(r), -1]
         else:
             a, b = self.sampler.draw(rng, 0), self.sampler.draw(rng, 1)
             real = labelled_example(load_cached(self.cache, a), a, rng, self.size, self.margin)
@@ -403,9 +474,10 @@ class PairDataset(Dataset):
             if self.same_detail:
                 real, fake = match_detail(real, fake)
             kind = KINDS.index("blended" if b.method in self.blended else "generated")
+            domains = [self.domains.index(a), self.domains.index(b)]
         pair = np.stack([confound(real, rng, self.on_black, self.occlude),
                          confound(fake, rng, self.on_black, self.occlude)])
-        return torch.from_numpy(pair), torch.tensor([0.0, 1.0]), kind
+        return torch.from_numpy(pair), torch.tensor([0.0, 1.0]), kind, torch.tensor(domains)
 
 
 class Normalize(nn.Module):
@@ -683,6 +755,8 @@ def train(cfg: TrainConfig, inputs: list[str]) -> dict:
         profile.extra["on_black"] = cfg.on_black
     if cfg.occlude:
         profile.extra["occlude"] = cfg.occlude
+    if cfg.source_adversary:
+        profile.extra["source_adversary"] = cfg.source_adversary
     if cfg.exclude_methods:
         profile.extra["excluded_methods"] = list(cfg.exclude_methods)
     if cfg.init:
@@ -699,8 +773,18 @@ def train(cfg: TrainConfig, inputs: list[str]) -> dict:
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True) if cfg.ema_decay else None
     norm = Normalize(profile.mean, profile.std).to(compute.device)
     scaler = compute.scaler()
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.05)
+    groups = [{"params": [p for p in model.parameters() if p.requires_grad], "lr": cfg.lr}]
+    adversary = None
+    if cfg.source_adversary:
+        classifier = getattr(model, "classifier", None)
+        if not isinstance(classifier, nn.Sequential) or not labelled:
+            raise ValueError("--source-adversary needs --labelled clips and a MobileNetV2 architecture")
+        adversary = SourceAdversary(classifier[-1].in_features, Domains.of(labelled)).to(compute.device)
+        # A fresh head at the backbone's fine-tuning rate would lag behind it and push nothing out.
+        groups.append({"params": list(adversary.parameters()), "lr": cfg.lr * 10})
+    opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g["lr"] for g in groups], total_steps=cfg.steps,
+                                                pct_start=0.05)
     step, best = 0, {"select": -1.0}
     last = run / "last.pt"
     if last.exists():
@@ -712,6 +796,8 @@ def train(cfg: TrainConfig, inputs: list[str]) -> dict:
         sched.load_state_dict(state["sched"])
         if ema is not None:
             ema.load_state_dict(state["ema"])
+        if adversary is not None:
+            adversary.load_state_dict(state["adversary"])
         step, best = state["step"], json.loads(state["best"])
         log.info("resumed at step %d (best so far %.4f)", step, best["select"])
 
@@ -728,13 +814,20 @@ def train(cfg: TrainConfig, inputs: list[str]) -> dict:
     logf = open(run / "log.jsonl", "a")
     t0, seen = time.monotonic(), 0
     model.train()
-    for x, y, kind in loader:
+    adv_acc: dict = {}
+    for x, y, kind, domain in loader:
         x, y, kind = compute.put(x.flatten(0, 1)), compute.put(y.flatten().unsqueeze(1)), compute.put(kind)
         with compute.autocast():
-            if by_kind:
-                loss = kind_loss(model.kinds(norm(x)).float(), y, kind)
+            if adversary is not None:
+                features = model.features(norm(x)).mean((2, 3))
+                logits = model.classifier(features).float()
+                adv_loss, adv_acc = adversary(features.float(), y.flatten(), compute.put(domain.flatten()),
+                                              adversary_strength(step / cfg.steps, cfg.source_adversary))
             else:
-                loss = loss_fn(model(norm(x)).float(), y)
+                logits = model.kinds(norm(x)).float() if by_kind else model(norm(x)).float()
+            loss = kind_loss(logits, y, kind) if by_kind else loss_fn(logits, y)
+            if adversary is not None:
+                loss = loss + adv_loss
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(opt)
@@ -747,7 +840,8 @@ def train(cfg: TrainConfig, inputs: list[str]) -> dict:
         if step % 25 == 0:
             rate = seen / (time.monotonic() - t0)
             logf.write(json.dumps({"step": step, "loss": round(loss.item(), 4), "img_s": round(rate, 1),
-                                   "lr": sched.get_last_lr()[0]}) + "\n")
+                                   "lr": sched.get_last_lr()[0],
+                                   **{f"adversary_acc_{k}": round(v, 3) for k, v in adv_acc.items()}}) + "\n")
             logf.flush()
         if step % cfg.val_every == 0 or step == cfg.steps:
             final = ema.module if ema is not None else model
@@ -774,6 +868,7 @@ def train(cfg: TrainConfig, inputs: list[str]) -> dict:
             tmp = run / "last.pt.tmp"
             torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
                         "ema": ema.state_dict() if ema is not None else None, "scaler": scaler.state_dict(),
+                        "adversary": adversary.state_dict() if adversary is not None else None,
                         "step": step, "best": json.dumps(best)}, tmp)
             os.replace(tmp, last)
     logf.close()

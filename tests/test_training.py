@@ -18,9 +18,10 @@ from deepscreen.datasets import LabelledVideo
 from deepscreen.faces import FaceFinder, crop_face
 from deepscreen.model import KINDS, Detector, ModelProfile, create_model, save_checkpoint, widen_head
 from deepscreen.sbi import self_blend
-from deepscreen.training import (BalancedSampler, CachedFace, Compute, Normalize, PairDataset, TrainConfig,
-                                 build_cache, choose_scored, detail, evaluate, freeze_blocks, kind_loss,
-                                 make_example, match_detail, native_bf16, train)
+from deepscreen.training import (UNLABELLED_REALS, BalancedSampler, CachedFace, Compute, Domains, Normalize,
+                                 PairDataset, SourceAdversary, TrainConfig, adversary_strength, build_cache,
+                                 choose_scored, detail, evaluate, freeze_blocks, kind_loss, make_example,
+                                 match_detail, native_bf16, train)
 
 SHIPPED = Path(__file__).resolve().parent.parent / "weights" / "deepscreen-sbi-mnv2.pt"
 
@@ -300,7 +301,7 @@ def test_pairs_say_which_kind_their_fake_is(tmp_path, face):
         data = PairDataset([], str(tmp_path), 64, 0.3, 40, 0.5, 0, labelled, **kw)
         seen = set()
         for i in range(40):
-            x, y, kind = data[i]
+            x, y, kind, _ = data[i]
             assert x.shape == (2, 64, 64, 3) and y.tolist() == [0.0, 1.0]
             seen.add(KINDS[kind])
         return seen
@@ -308,6 +309,61 @@ def test_pairs_say_which_kind_their_fake_is(tmp_path, face):
     assert kinds(sbi_share=0.0, blended_methods=("Swapper",)) == set(KINDS)  # one method of each kind
     assert kinds(sbi_share=0.0, blended_methods=()) == {"generated"}
     assert kinds(sbi_share=1.0) == {"blended"}  # self-blends are blends
+
+
+def test_pairs_say_where_each_face_came_from(tmp_path, face):
+    """Reals are numbered by source (other real inputs are one source of their own), labelled fakes by method."""
+    image, f = face
+    Image.fromarray(image).save(tmp_path / "face.jpg")
+    record = CachedFace("face.jpg", "g", "labelled", f.box.tolist(), f.landmarks.tolist())
+    labelled = [replace(record, group="r", source="cam"), replace(record, group="q", source="tv"),
+                replace(record, group="t", label=1, source="web", method="Talker")]
+    domains = Domains.of(labelled)
+    assert domains == Domains(real=["cam", "tv", UNLABELLED_REALS], fake=["Talker"])
+    assert domains.index(replace(record, kind="video")) == 2  # a real input that is no labelled clip
+    photo = replace(record, kind="photo", group="photo:p")
+    data = PairDataset([photo], str(tmp_path), 64, 0.3, 60, 0.0, 0, labelled, sbi_share=0.5)
+    seen = {tuple(data[i][3].tolist()) for i in range(60)}
+    # Self-blends: the real side's source, no method for the fake; labelled pairs: both.
+    assert seen == {(0, -1), (1, -1), (2, -1), (0, 0), (1, 0)}
+
+
+def test_the_source_adversary_pushes_the_features_against_its_heads():
+    domains = Domains(real=["cam", "tv", UNLABELLED_REALS], fake=["Talker", "Swapper"])
+    torch.manual_seed(0)
+    adversary = SourceAdversary(8, domains)
+    features = torch.randn(6, 8, requires_grad=True)
+    y = torch.tensor([0, 1, 0, 1, 0, 1])
+    domain = torch.tensor([0, 1, 2, -1, 1, 0])  # the fourth face (a self-blend) has no method: left out
+    loss, acc = adversary(features, y, domain, strength=0.5)
+    loss.backward()
+    reversed_grad = features.grad.clone()
+    # The heads' own loss, without the reversal: the backbone gets its gradient times -0.5.
+    features.grad = None
+    plain = (torch.nn.functional.cross_entropy(adversary.real(features[[0, 2, 4]]), domain[[0, 2, 4]])
+             + torch.nn.functional.cross_entropy(adversary.fake(features[[1, 5]]), domain[[1, 5]]))
+    plain.backward()
+    assert torch.allclose(loss, plain)
+    assert torch.allclose(reversed_grad, -0.5 * features.grad) and features.grad.abs().sum() > 0
+    assert set(acc) == {"real", "fake"} and all(0 <= v <= 1 for v in acc.values())
+    assert adversary_strength(0.0, 0.3) == 0.0 and 0.29 < adversary_strength(1.0, 0.3) <= 0.3
+
+
+def test_training_with_a_source_adversary(tmp_path, astronaut_png, face_clip, two_face_clip):
+    labelled = tmp_path / "labelled"
+    labelled.mkdir()
+    for name, clip in (("real.mp4", face_clip), ("fake.mp4", two_face_clip)):
+        (labelled / name).write_bytes(clip.read_bytes())
+    (labelled / "labels.csv").write_text("file,label,source,method\nreal.mp4,real,cam,\nfake.mp4,fake,web,Tint\n")
+    cfg, data = _tiny_run(tmp_path, astronaut_png, face_clip, arch="mobilenet_v2", labelled=[str(labelled)],
+                          frames_per_clip=3, sbi_share=0.5, source_adversary=0.5)
+    with pytest.raises(ValueError, match="needs --labelled"):
+        train(replace(cfg, arch="tiny_cnn", run_dir=str(tmp_path / "tiny")), [str(data)])
+    train(cfg, [str(data)])
+    assert Detector.load(cfg.out, device="cpu").profile.extra["source_adversary"] == 0.5
+    heads = torch.load(tmp_path / "run" / "last.pt", weights_only=True)["adversary"]
+    assert heads["real.weight"].shape == (2, 1280) and heads["fake.weight"].shape == (1, 1280)  # cam + unlabelled
+    train(cfg, [str(data)])  # resumes with its heads
 
 
 def test_matching_detail_blurs_only_the_sharper_face_down_to_the_other(face):

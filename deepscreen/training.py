@@ -814,7 +814,7 @@ def train(cfg: TrainConfig, inputs: list[str]) -> dict:
     logf = open(run / "log.jsonl", "a")
     t0, seen = time.monotonic(), 0
     model.train()
-    adv_acc: dict = {}
+    adv_loss, adv_acc = torch.zeros((), device=compute.device), {}
     for x, y, kind, domain in loader:
         x, y, kind = compute.put(x.flatten(0, 1)), compute.put(y.flatten().unsqueeze(1)), compute.put(kind)
         with compute.autocast():
@@ -825,11 +825,9 @@ def train(cfg: TrainConfig, inputs: list[str]) -> dict:
                                               adversary_strength(step / cfg.steps, cfg.source_adversary))
             else:
                 logits = model.kinds(norm(x)).float() if by_kind else model(norm(x)).float()
-            loss = kind_loss(logits, y, kind) if by_kind else loss_fn(logits, y)
-            if adversary is not None:
-                loss = loss + adv_loss
+            loss = kind_loss(logits, y, kind) if by_kind else loss_fn(logits, y)  # logged: the detection loss
         opt.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
+        scaler.scale(loss + adv_loss).backward()
         scaler.step(opt)
         scaler.update()
         sched.step()
@@ -841,6 +839,7 @@ def train(cfg: TrainConfig, inputs: list[str]) -> dict:
             rate = seen / (time.monotonic() - t0)
             logf.write(json.dumps({"step": step, "loss": round(loss.item(), 4), "img_s": round(rate, 1),
                                    "lr": sched.get_last_lr()[0],
+                                   **({"adversary_loss": round(adv_loss.item(), 4)} if adversary is not None else {}),
                                    **{f"adversary_acc_{k}": round(v, 3) for k, v in adv_acc.items()}}) + "\n")
             logf.flush()
         if step % cfg.val_every == 0 or step == cfg.steps:

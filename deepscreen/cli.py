@@ -467,6 +467,9 @@ Example (the shipped default, see weights/README.md):
 @click.option("--source-adversary", type=click.FloatRange(0), default=0.0, show_default=True,
               help="With --labelled: train heads to guess each face's real source or fake method, and push the "
                    "backbone against them with this strength (0: off), so that how a source looks cannot decide.")
+@click.option("--adversary-objective", type=click.Choice(["confuse", "reverse"]), default="confuse", show_default=True,
+              help="How --source-adversary pushes: toward features the heads are unsure on (confuse), or by "
+                   "their gradient reversed (reverse).")
 @click.option("--val-every", type=click.IntRange(1), default=250, show_default=True,
               help="Steps between held-out checks (and checkpoints).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
@@ -478,7 +481,7 @@ def train(real: tuple[str, ...], out: str, pretrained: str | None, run_dir: str,
           input_size: int, margin: float, pairs_per_batch: int, lr: float, seed: int, workers: int | None, arch: str,
           select_on: str | None, labelled: tuple[str, ...], frames_per_clip: int, sbi_share: float,
           exclude_methods: tuple[str, ...], init: str | None, blended_methods: tuple[str, ...], match_detail: bool,
-          on_black: float, occlude: float, source_adversary: float, val_every: int, device: str, bf16: bool | None,
+          on_black: float, occlude: float, source_adversary: float, adversary_objective: str, val_every: int, device: str, bf16: bool | None,
           freeze: int) -> None:
     """Train a detector on REAL face photos and videos (Self-Blended Images), and on --labelled clips; resumable."""
     from .training import TrainConfig, train as run_training
@@ -489,7 +492,7 @@ def train(real: tuple[str, ...], out: str, pretrained: str | None, run_dir: str,
                       workers=workers, select_on=select_on, labelled=list(labelled), frames_per_clip=frames_per_clip,
                       sbi_share=sbi_share, exclude_methods=list(exclude_methods), init=init, val_every=val_every,
                       device=device, bf16=bf16, match_detail=match_detail, on_black=on_black, occlude=occlude, freeze=freeze,
-                      source_adversary=source_adversary)
+                      source_adversary=source_adversary, adversary_objective=adversary_objective)
     if blended_methods:
         cfg.blended_methods = list(blended_methods)
     try:

@@ -97,7 +97,8 @@ class TrainConfig:
     match_detail: bool = False  # blur the sharper face of each labelled pair down to the other's fine detail
     on_black: float = ON_BLACK_P  # chance that a training face (real or fake) is shown on black
     occlude: float = 0.0  # chance that a training face (real or fake) has part of it hidden (confounds.occlusion)
-    source_adversary: float = 0.0  # strength of the reversed gradient from guessing a face's source (SourceAdversary)
+    source_adversary: float = 0.0  # strength of the push against guessing a face's source (SourceAdversary); 0: off
+    adversary_objective: str = "confuse"  # how the backbone is pushed: "confuse" or "reverse" (SourceAdversary)
     init: str | None = None  # start from a deepscreen checkpoint instead of ImageNet weights
     freeze: int = 0  # the first N blocks of the backbone's `features` keep their starting weights
     seed: int = 0
@@ -389,31 +390,44 @@ class _Reversed(torch.autograd.Function):
         return -ctx.strength * grad, None
 
 
+ADVERSARY_OBJECTIVES = ("confuse", "reverse")
+
+
 class SourceAdversary(nn.Module):
     """Two linear heads on the pooled features: which real source a real face is from, which method a fake is from.
 
     Why: the detector's false alarms are whole real sources (a webcam, an interview, low-resolution crops) and its
     misses whole generators, i.e. it reads how a source looks. The heads learn to tell sources apart within a
-    class while their gradient reaches the backbone reversed, so the features that survive are those that do not
-    say where a face came from, only whether it is real (domain-adversarial training, class by class).
+    class while the backbone is pushed against them, so that the features that survive say whether a face is real,
+    not where it came from (domain-adversarial training, class by class). Two pushes: "reverse" sends the heads'
+    gradient back negated (Ganin and Lempitsky 2015), which can also be won by making the heads confidently wrong,
+    and "confuse" asks the backbone for features on which the heads are uniformly unsure (Tzeng et al. 2015).
     """
 
-    def __init__(self, width: int, domains: Domains):
+    def __init__(self, width: int, domains: Domains, objective: str = "confuse"):
         super().__init__()
+        if objective not in ADVERSARY_OBJECTIVES:
+            raise ValueError(f"unknown adversary objective {objective!r}; known: {', '.join(ADVERSARY_OBJECTIVES)}")
+        self.objective = objective
         self.real = nn.Linear(width, len(domains.real))
         self.fake = nn.Linear(width, max(1, len(domains.fake)))
 
     def forward(self, features: torch.Tensor, y: torch.Tensor, domain: torch.Tensor,
                 strength: float) -> tuple[torch.Tensor, dict]:
-        """The heads' summed cross-entropy (through the reversal) and how often each head guessed right."""
-        f = _Reversed.apply(features, strength)
+        """The loss to add to the detector's (heads and push together) and how often each head guessed right."""
+        reverse = self.objective == "reverse"
+        f = _Reversed.apply(features, strength) if reverse else features.detach()
         loss, acc = features.new_zeros(()), {}
         for name, head, label in (("real", self.real, 0), ("fake", self.fake, 1)):
             keep = (y == label) & (domain >= 0)
-            if keep.any():
-                logits = head(f[keep])
-                loss = loss + nn.functional.cross_entropy(logits, domain[keep])
-                acc[name] = (logits.argmax(1) == domain[keep]).float().mean().item()
+            if not keep.any():
+                continue
+            logits = head(f[keep])
+            loss = loss + nn.functional.cross_entropy(logits, domain[keep])
+            acc[name] = (logits.argmax(1) == domain[keep]).float().mean().item()
+            if not reverse:  # the heads held still: only the features move toward a uniform guess
+                guess = nn.functional.linear(features[keep], head.weight.detach(), head.bias.detach())
+                loss = loss - strength * guess.log_softmax(1).mean()
         return loss, acc
 
 
@@ -756,7 +770,7 @@ def train(cfg: TrainConfig, inputs: list[str]) -> dict:
     if cfg.occlude:
         profile.extra["occlude"] = cfg.occlude
     if cfg.source_adversary:
-        profile.extra["source_adversary"] = cfg.source_adversary
+        profile.extra["source_adversary"] = {"strength": cfg.source_adversary, "objective": cfg.adversary_objective}
     if cfg.exclude_methods:
         profile.extra["excluded_methods"] = list(cfg.exclude_methods)
     if cfg.init:
@@ -779,7 +793,8 @@ def train(cfg: TrainConfig, inputs: list[str]) -> dict:
         classifier = getattr(model, "classifier", None)
         if not isinstance(classifier, nn.Sequential) or not labelled:
             raise ValueError("--source-adversary needs --labelled clips and a MobileNetV2 architecture")
-        adversary = SourceAdversary(classifier[-1].in_features, Domains.of(labelled)).to(compute.device)
+        adversary = SourceAdversary(classifier[-1].in_features, Domains.of(labelled),
+                                    cfg.adversary_objective).to(compute.device)
         # A fresh head at the backbone's fine-tuning rate would lag behind it and push nothing out.
         groups.append({"params": list(adversary.parameters()), "lr": cfg.lr * 10})
     opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)

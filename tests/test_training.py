@@ -330,23 +330,41 @@ def test_pairs_say_where_each_face_came_from(tmp_path, face):
 
 def test_the_source_adversary_pushes_the_features_against_its_heads():
     domains = Domains(real=["cam", "tv", UNLABELLED_REALS], fake=["Talker", "Swapper"])
-    torch.manual_seed(0)
-    adversary = SourceAdversary(8, domains)
-    features = torch.randn(6, 8, requires_grad=True)
     y = torch.tensor([0, 1, 0, 1, 0, 1])
     domain = torch.tensor([0, 1, 2, -1, 1, 0])  # the fourth face (a self-blend) has no method: left out
-    loss, acc = adversary(features, y, domain, strength=0.5)
-    loss.backward()
-    reversed_grad = features.grad.clone()
-    # The heads' own loss, without the reversal: the backbone gets its gradient times -0.5.
+    real, fake = [0, 2, 4], [1, 5]
+    ce = torch.nn.functional.cross_entropy
+
+    def grads(objective: str) -> tuple[SourceAdversary, torch.Tensor, torch.Tensor, dict]:
+        torch.manual_seed(0)
+        adversary = SourceAdversary(8, domains, objective)
+        features = torch.randn(6, 8, requires_grad=True)
+        loss, acc = adversary(features, y, domain, strength=0.5)
+        loss.backward()
+        return adversary, features, loss, acc
+
+    # "reverse": the heads' own loss, whose gradient reaches the features times -0.5.
+    adversary, features, loss, acc = grads("reverse")
+    pushed = features.grad.clone()
     features.grad = None
-    plain = (torch.nn.functional.cross_entropy(adversary.real(features[[0, 2, 4]]), domain[[0, 2, 4]])
-             + torch.nn.functional.cross_entropy(adversary.fake(features[[1, 5]]), domain[[1, 5]]))
+    plain = ce(adversary.real(features[real]), domain[real]) + ce(adversary.fake(features[fake]), domain[fake])
     plain.backward()
-    assert torch.allclose(loss, plain)
-    assert torch.allclose(reversed_grad, -0.5 * features.grad) and features.grad.abs().sum() > 0
-    assert set(acc) == {"real", "fake"} and all(0 <= v <= 1 for v in acc.values())
+    assert torch.allclose(loss, plain) and torch.allclose(pushed, -0.5 * features.grad)
+    assert features.grad.abs().sum() > 0 and set(acc) == {"real", "fake"}
+    # "confuse": the heads learn as before; the features move only toward what leaves the heads unsure.
+    adversary, features, loss, acc = grads("confuse")
+    pushed, head_grad = features.grad.clone(), adversary.real.weight.grad.clone()
+    features.grad, adversary.real.weight.grad = None, None
+    ce(adversary.real(features[real].detach()), domain[real]).backward()
+    assert torch.allclose(head_grad, adversary.real.weight.grad)
+    unsure = sum(-adversary_head(features[rows]).log_softmax(1).mean()
+                 for adversary_head, rows in ((adversary.real, real), (adversary.fake, fake)))
+    features.grad = None
+    (0.5 * unsure).backward()
+    assert torch.allclose(pushed, features.grad) and pushed.abs().sum() > 0
     assert adversary_strength(0.0, 0.3) == 0.0 and 0.29 < adversary_strength(1.0, 0.3) <= 0.3
+    with pytest.raises(ValueError, match="unknown adversary objective"):
+        SourceAdversary(8, domains, "ignore")
 
 
 def test_training_with_a_source_adversary(tmp_path, astronaut_png, face_clip, two_face_clip):
@@ -360,7 +378,8 @@ def test_training_with_a_source_adversary(tmp_path, astronaut_png, face_clip, tw
     with pytest.raises(ValueError, match="needs --labelled"):
         train(replace(cfg, arch="tiny_cnn", run_dir=str(tmp_path / "tiny")), [str(data)])
     train(cfg, [str(data)])
-    assert Detector.load(cfg.out, device="cpu").profile.extra["source_adversary"] == 0.5
+    assert Detector.load(cfg.out, device="cpu").profile.extra["source_adversary"] == {"strength": 0.5,
+                                                                                     "objective": "confuse"}
     heads = torch.load(tmp_path / "run" / "last.pt", weights_only=True)["adversary"]
     assert heads["real.weight"].shape == (2, 1280) and heads["fake.weight"].shape == (1, 1280)  # cam + unlabelled
     train(cfg, [str(data)])  # resumes with its heads

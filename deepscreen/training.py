@@ -795,8 +795,9 @@ def train(cfg: TrainConfig, inputs: list[str]) -> dict:
             raise ValueError("--source-adversary needs --labelled clips and a MobileNetV2 architecture")
         adversary = SourceAdversary(classifier[-1].in_features, Domains.of(labelled),
                                     cfg.adversary_objective).to(compute.device)
-        # A fresh head at the backbone's fine-tuning rate would lag behind it and push nothing out.
-        groups.append({"params": list(adversary.parameters()), "lr": cfg.lr * 10})
+        # The heads learn at the backbone's rate: at ten times it (tried) their guesses swung from batch to batch
+        # and the push followed noise (weights/README.md, "a source adversary").
+        groups.append({"params": list(adversary.parameters()), "lr": cfg.lr})
     opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g["lr"] for g in groups], total_steps=cfg.steps,
                                                 pct_start=0.05)

@@ -481,8 +481,8 @@ def train(real: tuple[str, ...], out: str, pretrained: str | None, run_dir: str,
           input_size: int, margin: float, pairs_per_batch: int, lr: float, seed: int, workers: int | None, arch: str,
           select_on: str | None, labelled: tuple[str, ...], frames_per_clip: int, sbi_share: float,
           exclude_methods: tuple[str, ...], init: str | None, blended_methods: tuple[str, ...], match_detail: bool,
-          on_black: float, occlude: float, source_adversary: float, adversary_objective: str, val_every: int, device: str, bf16: bool | None,
-          freeze: int) -> None:
+          on_black: float, occlude: float, source_adversary: float, adversary_objective: str, val_every: int,
+          device: str, bf16: bool | None, freeze: int) -> None:
     """Train a detector on REAL face photos and videos (Self-Blended Images), and on --labelled clips; resumable."""
     from .training import TrainConfig, train as run_training
 
@@ -491,8 +491,8 @@ def train(real: tuple[str, ...], out: str, pretrained: str | None, run_dir: str,
                       input_size=input_size, margin=margin, steps=steps, pairs_per_batch=pairs_per_batch, lr=lr, seed=seed,
                       workers=workers, select_on=select_on, labelled=list(labelled), frames_per_clip=frames_per_clip,
                       sbi_share=sbi_share, exclude_methods=list(exclude_methods), init=init, val_every=val_every,
-                      device=device, bf16=bf16, match_detail=match_detail, on_black=on_black, occlude=occlude, freeze=freeze,
-                      source_adversary=source_adversary, adversary_objective=adversary_objective)
+                      device=device, bf16=bf16, match_detail=match_detail, on_black=on_black, occlude=occlude,
+                      freeze=freeze, source_adversary=source_adversary, adversary_objective=adversary_objective)
     if blended_methods:
         cfg.blended_methods = list(blended_methods)
     try:

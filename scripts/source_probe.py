@@ -18,7 +18,6 @@ import json
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 
@@ -34,6 +33,7 @@ from sklearn.preprocessing import StandardScaler  # noqa: E402
 
 from deepscreen.faces import crop_face  # noqa: E402
 from deepscreen.model import Detector  # noqa: E402
+from deepscreen.training import CachedFace, load_cached  # noqa: E402
 
 
 def cached_faces(cache: Path, per_clip: int) -> list[dict]:
@@ -53,7 +53,7 @@ def features(weights: str, faces: list[dict], cache: Path) -> np.ndarray:
     for s in range(0, len(faces), 64):
         crops = []
         for f in faces[s:s + 64]:
-            image = cv2.cvtColor(cv2.imread(str(cache / f["file"])), cv2.COLOR_BGR2RGB)
+            image = load_cached(cache, CachedFace(**f))
             crops.append(crop_face(image, np.asarray(f["box"], np.float32), p.margin, p.input_size))
         out.append(det.model.features(det.to_tensor(crops)).mean((2, 3)).numpy())
     return np.concatenate(out)

@@ -414,7 +414,8 @@ class SourceAdversary(nn.Module):
 
     def forward(self, features: torch.Tensor, y: torch.Tensor, domain: torch.Tensor,
                 strength: float) -> tuple[torch.Tensor, dict]:
-        """The loss to add to the detector's (heads and push together) and how often each head guessed right."""
+        """The loss to add to the detector's (heads and push together) and how often each head guessed right (as
+        tensors: reading them is left to the log, every few steps, so that a GPU is not waited on every step)."""
         reverse = self.objective == "reverse"
         f = _Reversed.apply(features, strength) if reverse else features.detach()
         loss, acc = features.new_zeros(()), {}
@@ -424,7 +425,7 @@ class SourceAdversary(nn.Module):
                 continue
             logits = head(f[keep])
             loss = loss + nn.functional.cross_entropy(logits, domain[keep])
-            acc[name] = (logits.argmax(1) == domain[keep]).float().mean().item()
+            acc[name] = (logits.argmax(1) == domain[keep]).float().mean().detach()
             if not reverse:  # the heads held still: only the features move toward a uniform guess
                 guess = nn.functional.linear(features[keep], head.weight.detach(), head.bias.detach())
                 loss = loss - strength * guess.log_softmax(1).mean()
@@ -856,7 +857,7 @@ def train(cfg: TrainConfig, inputs: list[str]) -> dict:
             logf.write(json.dumps({"step": step, "loss": round(loss.item(), 4), "img_s": round(rate, 1),
                                    "lr": sched.get_last_lr()[0],
                                    **({"adversary_loss": round(adv_loss.item(), 4)} if adversary is not None else {}),
-                                   **{f"adversary_acc_{k}": round(v, 3) for k, v in adv_acc.items()}}) + "\n")
+                                   **{f"adversary_acc_{k}": round(v.item(), 3) for k, v in adv_acc.items()}}) + "\n")
             logf.flush()
         if step % cfg.val_every == 0 or step == cfg.steps:
             final = ema.module if ema is not None else model

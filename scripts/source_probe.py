@@ -1,6 +1,6 @@
 """How much does a detector's face representation still say about where a face came from?  A linear probe.
 
-    .venv/bin/python scripts/source_probe.py WEIGHTS [WEIGHTS...] [--cache cache/faces] [--per-clip 8] [--json OUT]
+    .venv/bin/python scripts/source_probe.py WEIGHTS [WEIGHTS...] [--cache cache/faces] [--per-clip 6] [--json OUT]
 
 A detector that reads how a source looks (its camera, codec, resolution) rather than manipulation has features
 from which the source can be read off. This script takes the labelled faces that `deepscreen train --labelled`
@@ -78,7 +78,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("weights", nargs="+")
     ap.add_argument("--cache", default="cache/faces")
-    ap.add_argument("--per-clip", type=int, default=8)
+    ap.add_argument("--per-clip", type=int, default=6)
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args()
     cache = Path(args.cache)

@@ -351,6 +351,7 @@ def test_the_source_adversary_pushes_the_features_against_its_heads():
     plain.backward()
     assert torch.allclose(loss, plain) and torch.allclose(pushed, -0.5 * features.grad)
     assert features.grad.abs().sum() > 0 and set(acc) == {"real", "fake"}
+    assert all(0 <= v <= 1 for v in acc.values())
     # "confuse": the heads learn as before; the features move only toward what leaves the heads unsure.
     adversary, features, loss, acc = grads("confuse")
     pushed, head_grad = features.grad.clone(), adversary.real.weight.grad.clone()

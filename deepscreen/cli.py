@@ -451,6 +451,9 @@ Example (the shipped default, see weights/README.md):
               help="Start from this deepscreen checkpoint (fine-tuning) instead of --pretrained.")
 @click.option("--freeze", type=click.IntRange(0), default=0, show_default=True,
               help="Keep the first N blocks of the backbone at their starting weights (MobileNetV2 has 19).")
+@click.option("--anchor", type=click.FloatRange(0), default=0.0, show_default=True,
+              help="Pull every weight back toward its starting value (--init or ImageNet) by this times the "
+                   "learning rate each step (L2-SP), so that fine-tuning keeps what the start knew (0: off).")
 @click.option("--blended-method", "blended_methods", multiple=True,
               help="With --arch mobilenet_v2_kinds: a labelled fake method whose faces are blended into a filmed "
                    "frame (swaps, reenactment); other methods count as generated whole (repeatable; default: "
@@ -482,7 +485,7 @@ def train(real: tuple[str, ...], out: str, pretrained: str | None, run_dir: str,
           select_on: str | None, labelled: tuple[str, ...], frames_per_clip: int, sbi_share: float,
           exclude_methods: tuple[str, ...], init: str | None, blended_methods: tuple[str, ...], match_detail: bool,
           on_black: float, occlude: float, source_adversary: float, adversary_objective: str, val_every: int,
-          device: str, bf16: bool | None, freeze: int) -> None:
+          device: str, bf16: bool | None, freeze: int, anchor: float) -> None:
     """Train a detector on REAL face photos and videos (Self-Blended Images), and on --labelled clips; resumable."""
     from .training import TrainConfig, train as run_training
 
@@ -492,7 +495,7 @@ def train(real: tuple[str, ...], out: str, pretrained: str | None, run_dir: str,
                       workers=workers, select_on=select_on, labelled=list(labelled), frames_per_clip=frames_per_clip,
                       sbi_share=sbi_share, exclude_methods=list(exclude_methods), init=init, val_every=val_every,
                       device=device, bf16=bf16, match_detail=match_detail, on_black=on_black, occlude=occlude,
-                      freeze=freeze, source_adversary=source_adversary, adversary_objective=adversary_objective)
+                      freeze=freeze, anchor=anchor, source_adversary=source_adversary, adversary_objective=adversary_objective)
     if blended_methods:
         cfg.blended_methods = list(blended_methods)
     try:

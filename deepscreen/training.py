@@ -101,6 +101,7 @@ class TrainConfig:
     adversary_objective: str = "confuse"  # how the backbone is pushed: "confuse" or "reverse" (SourceAdversary)
     init: str | None = None  # start from a deepscreen checkpoint instead of ImageNet weights
     freeze: int = 0  # the first N blocks of the backbone's `features` keep their starting weights
+    anchor: float = 0.0  # pull toward the starting weights each step, as a fraction of the lr (pull_toward); 0: off
     seed: int = 0
     workers: int | None = None  # data loader processes; None: 1 on a CPU, all cores but two on a GPU
     device: str = "auto"  # "auto": the GPU when torch sees one, else the CPU
@@ -609,6 +610,15 @@ def freeze_blocks(model: nn.Module, n: int) -> None:
 
 
 @torch.no_grad()
+def pull_toward(params: list[torch.Tensor], start: list[torch.Tensor], amount: float) -> None:
+    """Move each weight `amount` of the way back to its starting value (L2-SP, Li et al. 2018, decoupled as
+    AdamW decouples weight decay): fine-tuning may go where the labelled clips lead, at a price for leaving
+    what the start knew (version 3 detects face swaps that labelled training forgets)."""
+    for p, p0 in zip(params, start):
+        p.lerp_(p0, amount)
+
+
+@torch.no_grad()
 def _outputs(model: nn.Module, head, norm: Normalize, x: np.ndarray, compute: Compute = CPU,
              batch: int = 64) -> np.ndarray:
     """`head` (the model, or one of its methods) over uint8 crops in batches, in eval mode: float outputs."""
@@ -778,6 +788,8 @@ def train(cfg: TrainConfig, inputs: list[str]) -> dict:
         profile.extra["init"] = os.path.basename(cfg.init)
     if cfg.freeze:
         profile.extra["frozen_blocks"] = cfg.freeze
+    if cfg.anchor:
+        profile.extra["anchor"] = cfg.anchor
     if cfg.select_on:
         profile.extra["chosen_on_videos"] = os.path.basename(os.path.normpath(cfg.select_on))
     model = _backbone(cfg).to(compute.device, memory_format=torch.channels_last)
@@ -789,6 +801,7 @@ def train(cfg: TrainConfig, inputs: list[str]) -> dict:
     norm = Normalize(profile.mean, profile.std).to(compute.device)
     scaler = compute.scaler()
     groups = [{"params": [p for p in model.parameters() if p.requires_grad], "lr": cfg.lr}]
+    start = [p.detach().clone() for p in groups[0]["params"]] if cfg.anchor else None  # before any resume
     adversary = None
     if cfg.source_adversary:
         classifier = getattr(model, "classifier", None)
@@ -847,6 +860,8 @@ def train(cfg: TrainConfig, inputs: list[str]) -> dict:
         scaler.scale(loss + adv_loss).backward()
         scaler.step(opt)
         scaler.update()
+        if start is not None:
+            pull_toward(groups[0]["params"], start, min(1.0, cfg.anchor * sched.get_last_lr()[0]))
         sched.step()
         if ema is not None:
             ema.update_parameters(model)

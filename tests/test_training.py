@@ -20,7 +20,7 @@ from deepscreen.model import KINDS, Detector, ModelProfile, create_model, save_c
 from deepscreen.sbi import self_blend
 from deepscreen.training import (UNLABELLED_REALS, BalancedSampler, CachedFace, Compute, Domains, Normalize,
                                  PairDataset, SourceAdversary, TrainConfig, adversary_strength, build_cache,
-                                 choose_scored, detail, evaluate, freeze_blocks, kind_loss, make_example,
+                                 choose_scored, detail, evaluate, freeze_blocks, kind_loss, make_example, pull_toward,
                                  match_detail, native_bf16, train)
 
 SHIPPED = Path(__file__).resolve().parent.parent / "weights" / "deepscreen-sbi-mnv2.pt"
@@ -445,6 +445,28 @@ def test_frozen_blocks_keep_their_starting_weights(tmp_path, astronaut_png, face
     assert not torch.equal(before["features.6.conv.0.0.weight"], after["features.6.conv.0.0.weight"])
     with pytest.raises(ValueError, match="no feature blocks"):
         freeze_blocks(create_model("tiny_cnn"), 2)
+
+
+def test_an_anchor_pulls_fine_tuning_back_toward_the_starting_weights(tmp_path, astronaut_png, face_clip):
+    w, w0 = [torch.tensor([1.0, -2.0])], [torch.tensor([0.0, 2.0])]
+    pull_toward(w, w0, 0.25)
+    assert torch.allclose(w[0], torch.tensor([0.75, -1.0]))
+    cfg, data = _tiny_run(tmp_path, astronaut_png, face_clip, ema_decay=0.0)
+    start = create_model("tiny_cnn")
+    save_checkpoint(tmp_path / "init.pt", start, ModelProfile(name="init", arch="tiny_cnn", input_size=64, margin=0.3))
+    before = {k: v for k, v in start.state_dict().items() if k in dict(start.named_parameters())}
+
+    def moved(anchor: float) -> float:
+        run = replace(cfg, init=str(tmp_path / "init.pt"), anchor=anchor, run_dir=str(tmp_path / f"run{anchor}"),
+                      out=str(tmp_path / f"m{anchor}.pt"))
+        train(run, [str(data)])
+        det = Detector.load(run.out, device="cpu")
+        assert det.profile.extra.get("anchor") == (anchor or None)
+        after = det.model.state_dict()
+        return sum((after[k] - v).abs().sum().item() for k, v in before.items())
+
+    free, anchored, pinned = moved(0.0), moved(1000.0), moved(1e9)  # 1e9: pulled all the way back every step
+    assert pinned == 0.0 < anchored < free
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

@@ -1,6 +1,7 @@
 """How well does a training recipe catch a generator it has never seen?  Leave-one-method-out runs.
 
     .venv/bin/python scripts/leave_one_out.py RUN_DIR --methods Hallo3,DeepFaceLive [--steps 300] [--json OUT]
+    .venv/bin/python scripts/leave_one_out.py RUN_DIR --methods EchoMimic+EchoMimicV2+EchoMimicV3
 
 RUN_DIR is a finished `deepscreen train` run with labelled clips: its config.json is the recipe. For each
 method, the same recipe is trained again with that method's fakes left out (`--exclude-method`), for `--steps`
@@ -9,6 +10,8 @@ left-out method's clips (from the labelled training set) are scored against the 
 set (`select_on`: sources never trained on) by the model that never saw the method and by a control model
 trained the same way for as many steps with nothing left out (RUN_DIR/leave-out/none/), which did. The gap
 between the two is what a new generator costs; the first number is the estimate for one.
+Methods joined by `+` are left out together: a family of generators (EchoMimic and its later versions) shares
+so much that leaving out one member while training on its siblings does not show what a new family costs.
 Video score: the mean of the top half of the largest face's scores in `--frames` evenly spaced frames.
 """
 from __future__ import annotations
@@ -40,10 +43,16 @@ def score_clips(weights: str, crops: list[np.ndarray]) -> list[float]:
     return [track_score(det.score(list(c))) for c in crops]
 
 
+def method_groups(spec: str) -> list[list[str]]:
+    """`A+B,C` -> [[A, B], [C]]: each group is left out of one run, together."""
+    groups = [[m.strip() for m in g.split("+") if m.strip()] for g in spec.split(",")]
+    return [g for g in groups if g]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run_dir", help="a finished `deepscreen train` run with --labelled and --select-on")
-    ap.add_argument("--methods", required=True, help="comma-separated fake methods to leave out, one at a time")
+    ap.add_argument("--methods", required=True, help="comma-separated fake methods to leave out, one at a time; A+B leaves A and B out together")
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--frames", type=int, default=8)
     ap.add_argument("--init", help="the checkpoint the runs start from, when RUN_DIR's --init file has since changed")
@@ -62,8 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     cache = Path(base.cache_dir) / "leave-out"
     margin, size = base.margin, base.input_size
     real_crops = [c for c in face_crops(reals, args.frames, margin, size, cache) if len(c)]
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    for method in methods:
+    groups = method_groups(args.methods)
+    for method in (m for g in groups for m in g):
         if not any(it.label == 1 and it.method == method for it in items):
             ap.error(f"no fake of method {method!r} in {base.labelled}")
 
@@ -77,9 +86,10 @@ def main(argv: list[str] | None = None) -> int:
 
     control = trained([], "none")
     results = {}
-    for method in methods:
-        left_out = [it for it in items if it.label == 1 and it.method == method]
-        unseen = trained([method], method)
+    for group in groups:
+        method = "+".join(group)
+        left_out = [it for it in items if it.label == 1 and it.method in group]
+        unseen = trained(group, method)
         fake_crops = [c for c in face_crops(left_out, args.frames, margin, size, cache) if len(c)]
         y = [0] * len(real_crops) + [1] * len(fake_crops)
         row = {"clips": len(fake_crops), "select_reals": len(real_crops), "steps": args.steps}

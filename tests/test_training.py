@@ -23,6 +23,8 @@ from deepscreen.training import (UNLABELLED_REALS, BalancedSampler, CachedFace, 
                                  choose_scored, detail, evaluate, freeze_blocks, kind_loss, make_example, pull_toward,
                                  match_detail, native_bf16, train)
 
+from conftest import load_script
+
 SHIPPED = Path(__file__).resolve().parent.parent / "weights" / "deepscreen-sbi-mnv2.pt"
 
 
@@ -233,6 +235,19 @@ def test_training_on_labelled_clips(tmp_path, astronaut_png, face_clip, two_face
     run2 = replace(cfg, run_dir=str(tmp_path / "run2"), out=str(tmp_path / "m2.pt"), exclude_methods=["Tint"])
     train(run2, [str(data)])
     assert Detector.load(run2.out, device="cpu").profile.extra["excluded_methods"] == ["Tint"]
+    # Leave-one-out runs of the same recipe: a `+` group is left out of one run, together, and scored against
+    # the chooser's reals by that run and by a control that trained on it.
+    loo = load_script("leave_one_out")
+    assert loo.method_groups("A+B, C,") == [["A", "B"], ["C"]]
+    table = tmp_path / "loo.json"
+    loo.main([cfg.run_dir, "--methods", "Tint+Nothing", "--steps", "2", "--frames", "3", "--json", str(table)])
+    row = json.loads(table.read_text())["Tint+Nothing"]
+    assert (row["clips"], row["select_reals"], row["steps"]) == (1, 1, 2)  # the faceless clip has nothing to score
+    assert 0 <= row["auc_unseen"] <= 1 and 0 <= row["fake_mean_seen"] <= 1
+    left_out = Detector.load(str(Path(cfg.run_dir) / "leave-out" / "Tint+Nothing" / "model.pt"), device="cpu")
+    assert left_out.profile.extra["excluded_methods"] == ["Tint", "Nothing"]
+    with pytest.raises(SystemExit):
+        loo.main([cfg.run_dir, "--methods", "Tint+Absent", "--steps", "2"])
     # A network with a logit per kind trains on the same data (here on detail-matched pairs) and loads like any other.
     run3 = replace(cfg, run_dir=str(tmp_path / "run3"), out=str(tmp_path / "m3.pt"), arch="mobilenet_v2_kinds",
                    blended_methods=["Tint"], match_detail=True, on_black=0.5, margin=0.1)

@@ -99,9 +99,10 @@ def main(argv: list[str] | None = None) -> int:
             row[f"fake_mean_{name}"] = float(np.mean(s[len(real_crops):]))
         results[method] = row
         logging.info("%s: %s", method, row)
-    print(f"{'method left out':<18}{'clips':>6}{'AUC unseen':>12}{'AUC seen':>10}{'fake mean unseen':>18}{'seen':>7}")
+    w = max([18, *(len(m) + 2 for m in results)])
+    print(f"{'method left out':<{w}}{'clips':>6}{'AUC unseen':>12}{'AUC seen':>10}{'fake mean unseen':>18}{'seen':>7}")
     for m, r in results.items():
-        print(f"{m:<18}{r['clips']:>6}{r['auc_unseen']:12.3f}{r['auc_seen']:10.3f}"
+        print(f"{m:<{w}}{r['clips']:>6}{r['auc_unseen']:12.3f}{r['auc_seen']:10.3f}"
               f"{r['fake_mean_unseen']:18.3f}{r['fake_mean_seen']:7.3f}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))

@@ -52,7 +52,8 @@ def method_groups(spec: str) -> list[list[str]]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run_dir", help="a finished `deepscreen train` run with --labelled and --select-on")
-    ap.add_argument("--methods", required=True, help="comma-separated fake methods to leave out, one at a time; A+B leaves A and B out together")
+    ap.add_argument("--methods", required=True,
+                    help="comma-separated fake methods to leave out, one at a time; A+B leaves A and B out together")
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--frames", type=int, default=8)
     ap.add_argument("--init", help="the checkpoint the runs start from, when RUN_DIR's --init file has since changed")

@@ -76,6 +76,10 @@ def test_train_command_writes_a_loadable_checkpoint_and_resumes(tmp_path, astron
     assert 0 <= best["auc"] <= 1 and best["step"] in (2, 4)
     det = Detector.load(cfg.out, device="cpu")
     assert det.profile.arch == "tiny_cnn" and det.profile.extra["method"] == "SBI"
+    # The last step's weights are kept too (for averaging runs at one step), and equal the best's when it is last.
+    last, chosen = (Detector.load(p, device="cpu", runtime="torch").model.state_dict()
+                    for p in (tmp_path / "run" / "final.pt", cfg.out))
+    assert all(torch.equal(last[k], chosen[k]) for k in last) == (best["step"] == cfg.steps)
     [index_file] = (tmp_path / "cache").glob("index-*.jsonl")
     index = [json.loads(line) for line in index_file.read_text().splitlines()]
     assert {r["kind"] for r in index} >= {"photo", "video", "video-mpeg1"}

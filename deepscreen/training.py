@@ -896,7 +896,7 @@ def train(cfg: TrainConfig, inputs: list[str]) -> dict:
                     profile.extra["kinds"]["scored"] = [KINDS[i] for i in scored]
                 save_checkpoint(cfg.out, final, profile)
                 save_checkpoint(run / f"best_step{step}.pt", final, profile)
-            if step == cfg.steps:  # the run's end, whatever select thought of it: soups average runs at one step
+            if step == cfg.steps:  # the last step's weights, whichever step was chosen: for averaging runs at one step
                 save_checkpoint(run / "final.pt", final, profile)
             tmp = run / "last.pt.tmp"
             torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),

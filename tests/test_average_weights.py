@@ -41,3 +41,19 @@ def test_soup_refuses_parts_that_do_not_match(tmp_path):
     _checkpoint(b, 1, size=96)
     with pytest.raises(SystemExit, match="differs"):
         aw.main([str(a), str(b), "--out", str(tmp_path / "soup.pt")])
+
+
+def test_mix_weighs_the_parts(tmp_path):
+    aw = load_script("average_weights")
+    a, b, mix = tmp_path / "a.pt", tmp_path / "b.pt", tmp_path / "mix.pt"
+    _checkpoint(a, 0)
+    _checkpoint(b, 1)
+    assert aw.main([str(a), str(b), "--mix", "3", "1", "--out", str(mix)]) == 0  # normalised: 0.75, 0.25
+    parts = [Detector.load(p, device="cpu", runtime="torch").model.state_dict() for p in (a, b)]
+    mixed = Detector.load(mix, device="cpu", runtime="torch")
+    for name, value in mixed.model.state_dict().items():
+        if value.is_floating_point():
+            assert torch.allclose(value, 0.75 * parts[0][name] + 0.25 * parts[1][name], atol=1e-6)
+    assert mixed.profile.extra["mix"] == [0.75, 0.25]
+    with pytest.raises(SystemExit, match="one non-negative weight per checkpoint"):
+        aw.main([str(a), str(b), "--mix", "1", "--out", str(mix)])

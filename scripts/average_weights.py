@@ -10,7 +10,7 @@ profile, drops its threshold (calibrate the soup: `deepscreen calibrate`) and na
 `extra.averaged`. Averaging networks trained from different starts gives nonsense: the script cannot tell, so
 give it runs of one `--init`. `--mix` weighs the parts unequally; a fine-tuned network mixed with the one it
 started from is WiSE-FT (Wortsman et al., 2022, "Robust fine-tuning of zero-shot models"), which can keep some of
-what the start knew that fine-tuning lost (here: version 3's face-swap ranking on dev).
+what the start knew that fine-tuning lost (tried for version 3's face-swap ranking: the model card says how little).
 """
 from __future__ import annotations
 

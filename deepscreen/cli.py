@@ -473,6 +473,9 @@ Example (the shipped default, see weights/README.md):
 @click.option("--adversary-objective", type=click.Choice(["confuse", "reverse"]), default="confuse", show_default=True,
               help="How --source-adversary pushes: toward features the heads are unsure on (confuse), or by "
                    "their gradient reversed (reverse).")
+@click.option("--label-smoothing", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
+              help="Move the training targets this far toward 0.5 (0 and 1 become eps/2 and 1 - eps/2), so that faces "
+                   "already told apart stop pushing the network further (0: off).")
 @click.option("--val-every", type=click.IntRange(1), default=250, show_default=True,
               help="Steps between held-out checks (and checkpoints).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
@@ -484,8 +487,8 @@ def train(real: tuple[str, ...], out: str, pretrained: str | None, run_dir: str,
           input_size: int, margin: float, pairs_per_batch: int, lr: float, seed: int, workers: int | None, arch: str,
           select_on: str | None, labelled: tuple[str, ...], frames_per_clip: int, sbi_share: float,
           exclude_methods: tuple[str, ...], init: str | None, blended_methods: tuple[str, ...], match_detail: bool,
-          on_black: float, occlude: float, source_adversary: float, adversary_objective: str, val_every: int,
-          device: str, bf16: bool | None, freeze: int, anchor: float) -> None:
+          on_black: float, occlude: float, source_adversary: float, adversary_objective: str, label_smoothing: float,
+          val_every: int, device: str, bf16: bool | None, freeze: int, anchor: float) -> None:
     """Train a detector on REAL face photos and videos (Self-Blended Images), and on --labelled clips; resumable."""
     from .training import TrainConfig, train as run_training
 
@@ -495,7 +498,8 @@ def train(real: tuple[str, ...], out: str, pretrained: str | None, run_dir: str,
                       workers=workers, select_on=select_on, labelled=list(labelled), frames_per_clip=frames_per_clip,
                       sbi_share=sbi_share, exclude_methods=list(exclude_methods), init=init, val_every=val_every,
                       device=device, bf16=bf16, match_detail=match_detail, on_black=on_black, occlude=occlude,
-                      freeze=freeze, anchor=anchor, source_adversary=source_adversary, adversary_objective=adversary_objective)
+                      freeze=freeze, anchor=anchor, source_adversary=source_adversary, adversary_objective=adversary_objective,
+                      label_smoothing=label_smoothing)
     if blended_methods:
         cfg.blended_methods = list(blended_methods)
     try:

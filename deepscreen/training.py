@@ -99,6 +99,7 @@ class TrainConfig:
     occlude: float = 0.0  # chance that a training face (real or fake) has part of it hidden (confounds.occlusion)
     source_adversary: float = 0.0  # strength of the push against guessing a face's source (SourceAdversary); 0: off
     adversary_objective: str = "confuse"  # how the backbone is pushed: "confuse" or "reverse" (SourceAdversary)
+    label_smoothing: float = 0.0  # detection targets moved this far toward 0.5 (smooth_targets); 0: hard 0 and 1
     init: str | None = None  # start from a deepscreen checkpoint instead of ImageNet weights
     freeze: int = 0  # the first N blocks of the backbone's `features` keep their starting weights
     anchor: float = 0.0  # pull toward the starting weights each step, as a fraction of the lr (pull_toward); 0: off
@@ -690,13 +691,22 @@ def evaluate(scores_real: np.ndarray, scores_fake: np.ndarray, kinds: list[str])
     return m
 
 
-def kind_loss(logits: torch.Tensor, y: torch.Tensor, kind: torch.Tensor) -> torch.Tensor:
+def smooth_targets(y: torch.Tensor, eps: float) -> torch.Tensor:
+    """Targets 0 and 1 moved to eps/2 and 1 - eps/2 (label smoothing, Szegedy et al. 2016).
+
+    Why: with hard targets the loss keeps rewarding ever larger logits on faces that are already easy, and on these
+    clips what makes a face easy is often how its source looks; smoothed targets stop that push at a finite logit.
+    """
+    return y * (1 - eps) + eps / 2
+
+
+def kind_loss(logits: torch.Tensor, y: torch.Tensor, kind: torch.Tensor, eps: float = 0.0) -> torch.Tensor:
     """BCE per kind: a real face is neither kind; a fake is its own kind, and says nothing about the other.
 
     `logits` is (2B, kinds) for B (real, fake) pairs in order; `kind` (B,) is each fake's kind. Why not "not the
     other kind": a generated head pasted back into its frame has a blend boundary too.
     """
-    target = y.expand_as(logits).clone()
+    target = smooth_targets(y, eps).expand_as(logits).clone()
     weight = torch.ones_like(logits)
     fakes = y.flatten() == 1
     weight[fakes] = nn.functional.one_hot(kind, logits.shape[1]).to(weight.dtype)
@@ -782,6 +792,8 @@ def train(cfg: TrainConfig, inputs: list[str]) -> dict:
         profile.extra["occlude"] = cfg.occlude
     if cfg.source_adversary:
         profile.extra["source_adversary"] = {"strength": cfg.source_adversary, "objective": cfg.adversary_objective}
+    if cfg.label_smoothing:
+        profile.extra["label_smoothing"] = cfg.label_smoothing
     if cfg.exclude_methods:
         profile.extra["excluded_methods"] = list(cfg.exclude_methods)
     if cfg.init:
@@ -855,7 +867,8 @@ def train(cfg: TrainConfig, inputs: list[str]) -> dict:
                                               adversary_strength(step / cfg.steps, cfg.source_adversary))
             else:
                 logits = model.kinds(norm(x)).float() if by_kind else model(norm(x)).float()
-            loss = kind_loss(logits, y, kind) if by_kind else loss_fn(logits, y)  # logged: the detection loss
+            loss = (kind_loss(logits, y, kind, cfg.label_smoothing) if by_kind  # logged: the detection loss
+                    else loss_fn(logits, smooth_targets(y, cfg.label_smoothing)))
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss + adv_loss).backward()
         scaler.step(opt)

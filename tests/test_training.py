@@ -21,7 +21,7 @@ from deepscreen.sbi import self_blend
 from deepscreen.training import (UNLABELLED_REALS, BalancedSampler, CachedFace, Compute, Domains, Normalize,
                                  PairDataset, SourceAdversary, TrainConfig, adversary_strength, build_cache,
                                  choose_scored, detail, evaluate, freeze_blocks, kind_loss, make_example, pull_toward,
-                                 match_detail, native_bf16, train)
+                                 match_detail, native_bf16, smooth_targets, train)
 
 from conftest import load_script
 
@@ -309,6 +309,24 @@ def test_kind_loss_teaches_reals_both_kinds_and_fakes_only_their_own():
     assert g[3, 1] < 0 and g[3, 0] == 0
 
 
+def test_smoothed_targets_stop_the_push_at_a_finite_logit():
+    eps = 0.1
+    y = torch.tensor([[0.0], [1.0]])
+    assert smooth_targets(y, eps).flatten().tolist() == pytest.approx([0.05, 0.95])
+    bound = float(np.log(0.95 / 0.05))  # the logit whose probability is the smoothed target
+    for logits, push in ((torch.tensor([[-bound], [bound]]), 0.0), (torch.tensor([[-8.0], [8.0]]), 1.0)):
+        logits.requires_grad_(True)
+        torch.nn.functional.binary_cross_entropy_with_logits(logits, smooth_targets(y, eps)).backward()
+        g = logits.grad.flatten()
+        if push:  # past the bound, a confident right answer is pulled back toward it
+            assert g[0] < 0 and g[1] > 0
+        else:
+            assert g.abs().max() < 1e-6
+    logits = torch.full((2, 2), 8.0, requires_grad=True)  # a real and a blended fake, both very sure "fake"
+    kind_loss(logits, y, torch.tensor([0]), eps).backward()
+    assert (logits.grad[0] > 0).all() and logits.grad[1, 0] > 0 and logits.grad[1, 1] == 0
+
+
 def test_pairs_say_which_kind_their_fake_is(tmp_path, face):
     image, f = face
     Image.fromarray(image).save(tmp_path / "face.jpg")
@@ -394,12 +412,13 @@ def test_training_with_a_source_adversary(tmp_path, astronaut_png, face_clip, tw
         (labelled / name).write_bytes(clip.read_bytes())
     (labelled / "labels.csv").write_text("file,label,source,method\nreal.mp4,real,cam,\nfake.mp4,fake,web,Tint\n")
     cfg, data = _tiny_run(tmp_path, astronaut_png, face_clip, arch="mobilenet_v2", labelled=[str(labelled)],
-                          frames_per_clip=3, sbi_share=0.5, source_adversary=0.5)
+                          frames_per_clip=3, sbi_share=0.5, source_adversary=0.5, label_smoothing=0.1)
     with pytest.raises(ValueError, match="needs --labelled"):
         train(replace(cfg, arch="tiny_cnn", run_dir=str(tmp_path / "tiny")), [str(data)])
     train(cfg, [str(data)])
     assert Detector.load(cfg.out, device="cpu").profile.extra["source_adversary"] == {"strength": 0.5,
                                                                                      "objective": "confuse"}
+    assert Detector.load(cfg.out, device="cpu").profile.extra["label_smoothing"] == 0.1
     heads = torch.load(tmp_path / "run" / "last.pt", weights_only=True)["adversary"]
     assert heads["real.weight"].shape == (2, 1280) and heads["fake.weight"].shape == (1, 1280)  # cam + unlabelled
     train(cfg, [str(data)])  # resumes with its heads

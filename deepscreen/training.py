@@ -100,6 +100,7 @@ class TrainConfig:
     source_adversary: float = 0.0  # strength of the push against guessing a face's source (SourceAdversary); 0: off
     adversary_objective: str = "confuse"  # how the backbone is pushed: "confuse" or "reverse" (SourceAdversary)
     label_smoothing: float = 0.0  # detection targets moved this far toward 0.5 (smooth_targets); 0: hard 0 and 1
+    probe_steps: int = 0  # the first N steps train only the head(s), the backbone frozen with its statistics (LP-FT)
     init: str | None = None  # start from a deepscreen checkpoint instead of ImageNet weights
     freeze: int = 0  # the first N blocks of the backbone's `features` keep their starting weights
     anchor: float = 0.0  # pull toward the starting weights each step, as a fraction of the lr (pull_toward); 0: off
@@ -610,6 +611,20 @@ def freeze_blocks(model: nn.Module, n: int) -> None:
         p.requires_grad_(False)
 
 
+def pooled_logits(model: nn.Module, x: torch.Tensor, probing: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """A MobileNetV2's logits and the pooled features they come from (what the source adversary reads).
+
+    With `probing` the backbone runs without gradients and with its batch statistics held, so only the head
+    learns: the linear probe of LP-FT (Kumar et al., ICLR 2022). Fine-tuning from a head that does not fit the new
+    labels yet bends the starting features toward them in the first steps, which is where out-of-distribution
+    accuracy is lost in that paper; a head fitted first asks less of the features.
+    """
+    model.features.train(model.training and not probing)
+    with torch.set_grad_enabled(torch.is_grad_enabled() and not probing):
+        features = model.features(x).mean((2, 3))
+    return model.classifier(features).float(), features
+
+
 @torch.no_grad()
 def pull_toward(params: list[torch.Tensor], start: list[torch.Tensor], amount: float) -> None:
     """Move each weight `amount` of the way back to its starting value (L2-SP, Li et al. 2018, decoupled as
@@ -794,6 +809,8 @@ def train(cfg: TrainConfig, inputs: list[str]) -> dict:
         profile.extra["source_adversary"] = {"strength": cfg.source_adversary, "objective": cfg.adversary_objective}
     if cfg.label_smoothing:
         profile.extra["label_smoothing"] = cfg.label_smoothing
+    if cfg.probe_steps:
+        profile.extra["probe_steps"] = cfg.probe_steps
     if cfg.exclude_methods:
         profile.extra["excluded_methods"] = list(cfg.exclude_methods)
     if cfg.init:
@@ -806,6 +823,9 @@ def train(cfg: TrainConfig, inputs: list[str]) -> dict:
         profile.extra["chosen_on_videos"] = os.path.basename(os.path.normpath(cfg.select_on))
     model = _backbone(cfg).to(compute.device, memory_format=torch.channels_last)
     freeze_blocks(model, cfg.freeze)
+    if cfg.probe_steps and (hasattr(model, "kinds") or not isinstance(getattr(model, "classifier", None), nn.Sequential)
+                            or cfg.probe_steps >= cfg.steps):
+        raise ValueError("--probe-steps needs a MobileNetV2 with one logit, and fewer probe steps than --steps")
     # Why an average: checkpoints a few hundred steps apart score held-out pairs alike but real video from
     # unseen sources very differently (weights/README.md); averaging the weights over the last few hundred
     # steps is the usual way to damp such step-to-step variation.
@@ -859,12 +879,14 @@ def train(cfg: TrainConfig, inputs: list[str]) -> dict:
     adv_loss, adv_acc = torch.zeros((), device=compute.device), {}
     for x, y, kind, domain in loader:
         x, y, kind = compute.put(x.flatten(0, 1)), compute.put(y.flatten().unsqueeze(1)), compute.put(kind)
+        probing = step < cfg.probe_steps
         with compute.autocast():
-            if adversary is not None:
-                features = model.features(norm(x)).mean((2, 3))
-                logits = model.classifier(features).float()
-                adv_loss, adv_acc = adversary(features.float(), y.flatten(), compute.put(domain.flatten()),
-                                              adversary_strength(step / cfg.steps, cfg.source_adversary))
+            if adversary is not None or probing:
+                logits, features = pooled_logits(model, norm(x), probing)
+                if adversary is not None:  # while probing its heads learn too; the push reaches no backbone yet
+                    strength = 0.0 if probing else adversary_strength(step / cfg.steps, cfg.source_adversary)
+                    adv_loss, adv_acc = adversary(features.float(), y.flatten(), compute.put(domain.flatten()),
+                                                  strength)
             else:
                 logits = model.kinds(norm(x)).float() if by_kind else model(norm(x)).float()
             loss = (kind_loss(logits, y, kind, cfg.label_smoothing) if by_kind  # logged: the detection loss

@@ -20,8 +20,8 @@ from deepscreen.model import KINDS, Detector, ModelProfile, create_model, save_c
 from deepscreen.sbi import self_blend
 from deepscreen.training import (UNLABELLED_REALS, BalancedSampler, CachedFace, Compute, Domains, Normalize,
                                  PairDataset, SourceAdversary, TrainConfig, adversary_strength, build_cache,
-                                 choose_scored, detail, evaluate, freeze_blocks, kind_loss, make_example, pull_toward,
-                                 match_detail, native_bf16, smooth_targets, train)
+                                 choose_scored, detail, evaluate, freeze_blocks, kind_loss, make_example, pooled_logits,
+                                 pull_toward, match_detail, native_bf16, smooth_targets, train)
 
 from conftest import load_script
 
@@ -483,6 +483,31 @@ def test_frozen_blocks_keep_their_starting_weights(tmp_path, astronaut_png, face
     assert not torch.equal(before["features.6.conv.0.0.weight"], after["features.6.conv.0.0.weight"])
     with pytest.raises(ValueError, match="no feature blocks"):
         freeze_blocks(create_model("tiny_cnn"), 2)
+
+
+def test_a_probe_step_teaches_the_head_and_leaves_the_backbone_and_its_statistics_alone(tmp_path, astronaut_png,
+                                                                                       face_clip):
+    torch.manual_seed(0)
+    model = create_model("mobilenet_v2").train()
+    x = torch.randn(4, 3, 64, 64)
+    stats = model.features[1].conv[0][1].running_mean.clone()
+    logits, features = pooled_logits(model, x, probing=True)
+    logits.sum().backward()
+    assert features.shape == (4, 1280) and not model.features.training
+    assert all(p.grad is None for p in model.features.parameters())
+    assert model.classifier[1].weight.grad.abs().sum() > 0
+    assert torch.equal(stats, model.features[1].conv[0][1].running_mean)
+    pooled_logits(model, x)[0].sum().backward()  # after the probe: everything learns, the statistics follow the data
+    assert model.features.training and model.features[0][0].weight.grad.abs().sum() > 0
+    assert not torch.equal(stats, model.features[1].conv[0][1].running_mean)
+    assert torch.allclose(pooled_logits(model.eval(), x)[0], model(x), atol=1e-5)  # what scan computes
+
+    cfg, data = _tiny_run(tmp_path, astronaut_png, face_clip, arch="mobilenet_v2", probe_steps=2)
+    for wrong in (replace(cfg, probe_steps=4), replace(cfg, arch="tiny_cnn")):
+        with pytest.raises(ValueError, match="--probe-steps needs"):
+            train(replace(wrong, run_dir=str(tmp_path / "wrong")), [str(data)])
+    train(cfg, [str(data)])
+    assert Detector.load(cfg.out, device="cpu").profile.extra["probe_steps"] == 2
 
 
 def test_an_anchor_pulls_fine_tuning_back_toward_the_starting_weights(tmp_path, astronaut_png, face_clip):

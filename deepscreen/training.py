@@ -777,6 +777,8 @@ def labelled_clips(roots: list[str], exclude_methods: list[str] = (),
 
 def train(cfg: TrainConfig, inputs: list[str]) -> dict:
     """Cache faces, train on SBI pairs (and labelled clips), keep the best checkpoint by held-out score; resumable."""
+    if cfg.probe_steps and (cfg.arch != "mobilenet_v2" or cfg.probe_steps >= cfg.steps):
+        raise ValueError("--probe-steps needs --arch mobilenet_v2, and fewer probe steps than --steps")
     torch.manual_seed(cfg.seed)
     compute = Compute.choose(cfg.device, cfg.bf16)
     run = Path(cfg.run_dir)
@@ -824,9 +826,6 @@ def train(cfg: TrainConfig, inputs: list[str]) -> dict:
         profile.extra["chosen_on_videos"] = os.path.basename(os.path.normpath(cfg.select_on))
     model = _backbone(cfg).to(compute.device, memory_format=torch.channels_last)
     freeze_blocks(model, cfg.freeze)
-    if cfg.probe_steps and (hasattr(model, "kinds") or not isinstance(getattr(model, "classifier", None), nn.Sequential)
-                            or cfg.probe_steps >= cfg.steps):
-        raise ValueError("--probe-steps needs a MobileNetV2 with one logit, and fewer probe steps than --steps")
     # Why an average: checkpoints a few hundred steps apart score held-out pairs alike but real video from
     # unseen sources very differently (weights/README.md); averaging the weights over the last few hundred
     # steps is the usual way to damp such step-to-step variation.

@@ -445,6 +445,11 @@ Example (the shipped default, see weights/README.md):
               help="Faces cached per labelled clip.")
 @click.option("--sbi-share", type=click.FloatRange(0, 1), default=0.35, show_default=True,
               help="With --labelled: the fraction of training pairs that are self-blended.")
+@click.option("--recon-share", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="The fraction of training pairs that are a real face and its reconstruction by --autoencoder "
+                   "(a decoded face, as latent-diffusion generators draw theirs), taken from the labelled pairs.")
+@click.option("--autoencoder", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="The latent autoencoder for --recon-share (written by scripts/train_autoencoder.py).")
 @click.option("--exclude-method", "exclude_methods", multiple=True,
               help="Leave the labelled fakes of this method out (leave-one-method-out runs; repeatable).")
 @click.option("--init", type=click.Path(exists=True, dir_okay=False), default=None,
@@ -492,7 +497,8 @@ def train(real: tuple[str, ...], out: str, pretrained: str | None, run_dir: str,
           select_on: str | None, labelled: tuple[str, ...], frames_per_clip: int, sbi_share: float,
           exclude_methods: tuple[str, ...], init: str | None, blended_methods: tuple[str, ...], match_detail: bool,
           on_black: float, occlude: float, source_adversary: float, adversary_objective: str, label_smoothing: float,
-          probe_steps: int, val_every: int, device: str, bf16: bool | None, freeze: int, anchor: float) -> None:
+          probe_steps: int, val_every: int, device: str, bf16: bool | None, freeze: int, anchor: float,
+          recon_share: float, autoencoder: str | None) -> None:
     """Train a detector on REAL face photos and videos (Self-Blended Images), and on --labelled clips; resumable."""
     from .training import TrainConfig, train as run_training
 
@@ -503,7 +509,8 @@ def train(real: tuple[str, ...], out: str, pretrained: str | None, run_dir: str,
                       sbi_share=sbi_share, exclude_methods=list(exclude_methods), init=init, val_every=val_every,
                       device=device, bf16=bf16, match_detail=match_detail, on_black=on_black, occlude=occlude,
                       freeze=freeze, anchor=anchor, source_adversary=source_adversary, adversary_objective=adversary_objective,
-                      label_smoothing=label_smoothing, probe_steps=probe_steps)
+                      label_smoothing=label_smoothing, probe_steps=probe_steps, recon_share=recon_share,
+                      autoencoder=autoencoder)
     if blended_methods:
         cfg.blended_methods = list(blended_methods)
     try:

@@ -31,14 +31,15 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, Dataset
 
-from . import media
+from . import autoencoder, media
 from .aggregate import track_score
 from .confounds import ON_BLACK_P, confound
 from .datasets import LabelledVideo, load_dataset
 from .clips import face_crops, fingerprint, largest_faces
 from .faces import FaceFinder, crop_box, crop_face
 from .inputs import is_video_name
-from .model import KINDS, ModelError, ModelProfile, create_model, resolve_device, save_checkpoint, widen_head
+from .model import (KINDS, ModelError, ModelProfile, create_model, resolve_device, save_checkpoint, sha256_file,
+                    widen_head)
 from .sbi import degrade, make_pair
 
 log = logging.getLogger("deepscreen.train")
@@ -92,6 +93,8 @@ class TrainConfig:
     labelled: list[str] = field(default_factory=list)  # labelled real/fake clips (any layout bench reads)
     frames_per_clip: int = 16  # faces cached per labelled clip (the largest face in evenly spaced frames)
     sbi_share: float = 0.35  # with labelled clips: fraction of pairs that are self-blended instead
+    recon_share: float = 0.0  # fraction of pairs that are a real face and its reconstruction (taken from the labelled)
+    autoencoder: str | None = None  # the latent autoencoder that makes those reconstructions (deepscreen.autoencoder)
     exclude_methods: list[str] = field(default_factory=list)  # fake methods left out (leave-one-out runs)
     blended_methods: list[str] = field(default_factory=lambda: list(BLENDED_METHODS))  # the rest: generated
     match_detail: bool = False  # blur the sharper face of each labelled pair down to the other's fine detail
@@ -444,14 +447,18 @@ class PairDataset(Dataset):
     """Draws (real, fake) pairs, each side with the same chance of non-manipulation marks.
 
     A pair is self-blended from one real face (photos and video faces mixed at `video_share`; given labelled
-    clips, half the time a labelled real face drawn by source) or, given labelled clips and with probability
-    1 - `sbi_share`, a labelled real and a labelled fake face drawn by `BalancedSampler`.
+    clips, half the time a labelled real face drawn by source); or, with probability `recon_share`, such a real
+    face and its reconstruction by a latent autoencoder (`recon_example`); or, given labelled clips, a labelled
+    real and a labelled fake face drawn by `BalancedSampler`.
     """
 
     def __init__(self, records: list[CachedFace], cache: str, size: int, margin: float, length: int,
                  video_share: float, seed: int, labelled: list[CachedFace] = (), sbi_share: float = 1.0,
                  blended_methods: tuple[str, ...] = BLENDED_METHODS, same_detail: bool = False,
-                 on_black: float = ON_BLACK_P, occlude: float = 0.0):
+                 on_black: float = ON_BLACK_P, occlude: float = 0.0, recon_share: float = 0.0,
+                 autoencoder_path: str | None = None):
+        if recon_share and not autoencoder_path:
+            raise ValueError("a reconstruction share needs an autoencoder (--autoencoder)")
         self.cache = Path(cache)
         self.photos = [r for r in records if r.kind == "photo"]
         self.videos = [r for r in records if r.kind != "photo"]
@@ -459,7 +466,10 @@ class PairDataset(Dataset):
         self.video_share = video_share if self.videos and self.photos else float(bool(self.videos))
         self.sampler = BalancedSampler(list(labelled))
         both = self.sampler.has(0) and self.sampler.has(1)
-        self.sbi_share = sbi_share if both else 1.0
+        self.sbi_share = sbi_share if both else 1.0 - recon_share
+        self.recon_share = recon_share
+        self.autoencoder_path = autoencoder_path
+        self._ae = None  # loaded on first use, in the process that draws the pairs
         self.seed = seed
         self.blended = set(blended_methods)
         self.same_detail = same_detail
@@ -476,14 +486,31 @@ class PairDataset(Dataset):
         pool = self.videos if rng.random() < self.video_share else self.photos
         return pool[rng.integers(len(pool))]
 
+    def recon_example(self, r: CachedFace, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """A real face and its reconstruction, then the same degradation, crop and flip for both (one seed), so
+        that the pair differs only by what the decoder did to the pixels."""
+        if self._ae is None:
+            self._ae = autoencoder.load(self.autoencoder_path)
+        image = load_cached(self.cache, r)
+        decoded = autoencoder.reconstruct(self._ae, image)
+        seed = int(rng.integers(2 ** 63))
+        return (labelled_example(image, r, np.random.default_rng(seed), self.size, self.margin),
+                labelled_example(decoded, r, np.random.default_rng(seed), self.size, self.margin))
+
     def __getitem__(self, i: int):
         """(real, fake) crops, their labels (0, 1), the fake's kind (an index into `model.KINDS`) and the pair's
-        domains (`Domains.index`: the real's source, the fake's method; -1 for a self-blended fake)."""
+        domains (`Domains.index`: the real's source, the fake's method; -1 for a self-blended or decoded fake)."""
         rng = np.random.default_rng([self.seed, i])
-        if rng.random() < self.sbi_share:
+        draw = rng.random()
+        if draw < self.sbi_share:
             r = self._sbi_face(rng)
             real, fake = make_example(load_cached(self.cache, r), r, rng, self.size, self.margin)
             kind = KINDS.index("blended")
+            domains = [self.domains.index(r), -1]
+        elif draw < self.sbi_share + self.recon_share:
+            r = self._sbi_face(rng)
+            real, fake = self.recon_example(r, rng)
+            kind = KINDS.index("generated")
             domains = [self.domains.index(r), -1]
         else:
             a, b = self.sampler.draw(rng, 0), self.sampler.draw(rng, 1)
@@ -779,6 +806,10 @@ def train(cfg: TrainConfig, inputs: list[str]) -> dict:
     """Cache faces, train on SBI pairs (and labelled clips), keep the best checkpoint by held-out score; resumable."""
     if cfg.probe_steps and (cfg.arch != "mobilenet_v2" or cfg.probe_steps >= cfg.steps):
         raise ValueError("--probe-steps needs --arch mobilenet_v2, and fewer probe steps than --steps")
+    if cfg.recon_share and not (cfg.autoencoder and os.path.isfile(cfg.autoencoder)):
+        raise ValueError("--recon-share needs --autoencoder, a file written by scripts/train_autoencoder.py")
+    if cfg.recon_share + (cfg.sbi_share if cfg.labelled else 0.0) > 1.0:
+        raise ValueError("--recon-share and --sbi-share together exceed 1")
     torch.manual_seed(cfg.seed)
     compute = Compute.choose(cfg.device, cfg.bf16)
     run = Path(cfg.run_dir)
@@ -814,6 +845,9 @@ def train(cfg: TrainConfig, inputs: list[str]) -> dict:
         profile.extra["label_smoothing"] = cfg.label_smoothing
     if cfg.probe_steps:
         profile.extra["probe_steps"] = cfg.probe_steps
+    if cfg.recon_share:
+        profile.extra["reconstructions"] = {"share": cfg.recon_share, "autoencoder": os.path.basename(cfg.autoencoder),
+                                            "autoencoder_sha256": sha256_file(cfg.autoencoder)}
     if cfg.exclude_methods:
         profile.extra["excluded_methods"] = list(cfg.exclude_methods)
     if cfg.init:
@@ -865,7 +899,7 @@ def train(cfg: TrainConfig, inputs: list[str]) -> dict:
 
     data = PairDataset(tr, cfg.cache_dir, cfg.input_size, cfg.margin, cfg.steps * cfg.pairs_per_batch,
                        cfg.video_share, cfg.seed, labelled, cfg.sbi_share, tuple(cfg.blended_methods),
-                       cfg.match_detail, cfg.on_black, cfg.occlude)
+                       cfg.match_detail, cfg.on_black, cfg.occlude, cfg.recon_share, cfg.autoencoder)
     order = list(range(step * cfg.pairs_per_batch, len(data)))
     workers = compute.loader_workers(cfg.workers)
     loader = DataLoader(torch.utils.data.Subset(data, order), batch_size=cfg.pairs_per_batch,

@@ -424,6 +424,22 @@ def test_training_with_a_source_adversary(tmp_path, astronaut_png, face_clip, tw
     train(cfg, [str(data)])  # resumes with its heads
 
 
+def test_training_with_decoded_faces_records_its_autoencoder(tmp_path, astronaut_png, face_clip):
+    from deepscreen import autoencoder
+    from deepscreen.model import sha256_file
+
+    cfg, data = _tiny_run(tmp_path, astronaut_png, face_clip, recon_share=0.5)
+    with pytest.raises(ValueError, match="needs --autoencoder"):
+        train(cfg, [str(data)])
+    autoencoder.save(autoencoder.LatentAutoencoder(width=8, latent=4), tmp_path / "ae.pt")
+    cfg = replace(cfg, autoencoder=str(tmp_path / "ae.pt"))
+    with pytest.raises(ValueError, match="exceed 1"):
+        train(replace(cfg, labelled=[str(data)], sbi_share=0.6, run_dir=str(tmp_path / "over")), [str(data)])
+    train(cfg, [str(data)])
+    assert Detector.load(cfg.out, device="cpu").profile.extra["reconstructions"] == {
+        "share": 0.5, "autoencoder": "ae.pt", "autoencoder_sha256": sha256_file(tmp_path / "ae.pt")}
+
+
 def test_matching_detail_blurs_only_the_sharper_face_down_to_the_other(face):
     image, f = face
     sharp = crop_face(image, f.box, 0.3, 128)

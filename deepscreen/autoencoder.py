@@ -20,8 +20,6 @@ from torch import nn
 
 log = logging.getLogger("deepscreen.autoencoder")
 
-FACTOR = 8  # how much smaller the latent is than the image, per side (as in the generators' decoders)
-
 
 def _block(cin: int, cout: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.GroupNorm(8, cout), nn.SiLU(),
@@ -29,19 +27,21 @@ def _block(cin: int, cout: int) -> nn.Sequential:
 
 
 class LatentAutoencoder(nn.Module):
-    """Three stride-2 stages down to a `latent`-channel map at 1/8 size, three nearest-neighbour upsampling stages
-    back (the decoders of latent diffusion models upsample this way). Images in [-1, 1], sides divisible by 8."""
+    """`stages` stride-2 stages down to a `latent`-channel map (1/8 of the side with 3, as in the generators'
+    decoders), as many nearest-neighbour upsampling stages back (latent diffusion decoders upsample this way).
+    Images in [-1, 1]; sides divisible by `factor`."""
 
-    def __init__(self, width: int = 32, latent: int = 16):
+    def __init__(self, width: int = 32, latent: int = 16, stages: int = 3):
         super().__init__()
-        self.width, self.latent = width, latent
-        w = (width, 2 * width, 4 * width, 4 * width)
+        self.width, self.latent, self.stages = width, latent, stages
+        self.factor = 2 ** stages
+        w = [width * min(2 ** i, 4) for i in range(stages + 1)]
         down = [nn.Sequential(nn.Conv2d(w[i], w[i + 1], 3, stride=2, padding=1), _block(w[i + 1], w[i + 1]))
-                for i in range(3)]
-        self.encoder = nn.Sequential(nn.Conv2d(3, w[0], 3, padding=1), nn.SiLU(), *down, nn.Conv2d(w[3], latent, 1))
+                for i in range(stages)]
+        self.encoder = nn.Sequential(nn.Conv2d(3, w[0], 3, padding=1), nn.SiLU(), *down, nn.Conv2d(w[-1], latent, 1))
         up = [nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), _block(w[i + 1], w[i]))
-              for i in reversed(range(3))]
-        self.decoder = nn.Sequential(nn.Conv2d(latent, w[3], 3, padding=1), nn.SiLU(), *up,
+              for i in reversed(range(stages))]
+        self.decoder = nn.Sequential(nn.Conv2d(latent, w[-1], 3, padding=1), nn.SiLU(), *up,
                                      nn.Conv2d(w[0], 3, 3, padding=1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -52,17 +52,19 @@ def _to_tensor(images: list[np.ndarray]) -> torch.Tensor:
     return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
 
 
-def _to_images(x: torch.Tensor) -> np.ndarray:
-    return x.float().add(1.0).mul(127.5).round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()
-
-
 @torch.no_grad()
 def reconstruct(ae: LatentAutoencoder, image: np.ndarray) -> np.ndarray:
-    """The RGB uint8 `image` passed through the autoencoder, same size (edges reflected up to a multiple of 8)."""
+    """The RGB uint8 `image` passed through the autoencoder, same size (edges reflected up to a multiple of its
+    factor), each colour channel's mean and spread matched to the input's: a small decoder shifts colours a little
+    (whites turn grey), and a colour cast is not what a generator's decoder leaves."""
     h, w = image.shape[:2]
-    ph, pw = -h % FACTOR, -w % FACTOR
+    ph, pw = -h % ae.factor, -w % ae.factor
     padded = np.pad(image, ((0, ph), (0, pw), (0, 0)), mode="reflect") if ph or pw else image
-    return np.ascontiguousarray(_to_images(ae(_to_tensor([padded])))[0, :h, :w])
+    out = ae(_to_tensor([padded]))[0, :, :h, :w].float().add(1.0).mul(127.5).permute(1, 2, 0).numpy()
+    src = image.astype(np.float32)
+    mu, sd = out.mean((0, 1)), out.std((0, 1)) + 1e-3
+    out = (out - mu) / sd * src.std((0, 1)) + src.mean((0, 1))
+    return np.clip(np.round(out), 0, 255).astype(np.uint8)
 
 
 def spectrum_loss(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -73,12 +75,13 @@ def spectrum_loss(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def random_crops(images: list[np.ndarray], rng: np.random.Generator, n: int, size: int) -> list[np.ndarray]:
-    """`n` square crops of `size` pixels at random scales (a third to all of the shorter side) and places."""
+    """`n` square crops of `size` pixels at random scales (half to all of the shorter side: faces at about the
+    scale they are reconstructed at) and places."""
     out = []
     for i in rng.integers(len(images), size=n):
         img = images[i]
         h, w = img.shape[:2]
-        side = int(rng.uniform(min(h, w) / 3, min(h, w)))
+        side = int(rng.uniform(min(h, w) / 2, min(h, w)))
         y, x = int(rng.integers(h - side + 1)), int(rng.integers(w - side + 1))
         crop = cv2.resize(img[y:y + side, x:x + side], (size, size), interpolation=cv2.INTER_AREA)
         out.append(crop[:, ::-1] if rng.random() < 0.5 else crop)
@@ -113,11 +116,11 @@ def fit(ae: LatentAutoencoder, images: list[np.ndarray], steps: int, batch: int 
 
 
 def save(ae: LatentAutoencoder, path: str | Path) -> None:
-    torch.save({"width": ae.width, "latent": ae.latent, "state": ae.state_dict()}, path)
+    torch.save({"width": ae.width, "latent": ae.latent, "stages": ae.stages, "state": ae.state_dict()}, path)
 
 
 def load(path: str | Path) -> LatentAutoencoder:
     state = torch.load(path, map_location="cpu", weights_only=True)
-    ae = LatentAutoencoder(state["width"], state["latent"])
+    ae = LatentAutoencoder(state["width"], state["latent"], state["stages"])
     ae.load_state_dict(state["state"])
     return ae.eval()

@@ -488,14 +488,16 @@ class PairDataset(Dataset):
 
     def recon_example(self, r: CachedFace, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """A real face and its reconstruction, then the same degradation, crop and flip for both (one seed), so
-        that the pair differs only by what the decoder did to the pixels."""
+        that the pair differs only by what the decoder did to the pixels; and the sharper of the two blurred down
+        to the other's fine detail (`match_detail`), because a small decoder also softens the face and "soft
+        means fake" is a cue that real low-resolution video would pay for."""
         if self._ae is None:
             self._ae = autoencoder.load(self.autoencoder_path)
         image = load_cached(self.cache, r)
         decoded = autoencoder.reconstruct(self._ae, image)
         seed = int(rng.integers(2 ** 63))
-        return (labelled_example(image, r, np.random.default_rng(seed), self.size, self.margin),
-                labelled_example(decoded, r, np.random.default_rng(seed), self.size, self.margin))
+        return match_detail(labelled_example(image, r, np.random.default_rng(seed), self.size, self.margin),
+                            labelled_example(decoded, r, np.random.default_rng(seed), self.size, self.margin))
 
     def __getitem__(self, i: int):
         """(real, fake) crops, their labels (0, 1), the fake's kind (an index into `model.KINDS`) and the pair's

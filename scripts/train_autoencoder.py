@@ -36,6 +36,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--width", type=int, default=32)
     ap.add_argument("--latent", type=int, default=16)
+    ap.add_argument("--stages", type=int, default=3, help="downsampling stages: the latent is 2^stages smaller")
     ap.add_argument("--spectrum", type=float, default=0.5)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--held-out", type=int, default=64, help="images kept out of training for the report")
@@ -47,7 +48,7 @@ def main() -> None:
     order = np.random.default_rng(args.seed).permutation(len(paths))
     test = [read_rgb(paths[i]) for i in order[:args.held_out]]
     train = [read_rgb(paths[i]) for i in order[args.held_out:]]
-    ae = autoencoder.LatentAutoencoder(args.width, args.latent)
+    ae = autoencoder.LatentAutoencoder(args.width, args.latent, args.stages)
     t0 = time.monotonic()
     losses = autoencoder.fit(ae, train, args.steps, args.batch, args.size, spectrum=args.spectrum, seed=args.seed,
                               bf16=native_bf16())

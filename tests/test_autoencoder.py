@@ -21,7 +21,7 @@ def face(astronaut_png):
 @pytest.fixture(scope="module")
 def fitted(face):
     """A small autoencoder fitted for a few seconds to crops of the test face, and its losses."""
-    ae = autoencoder.LatentAutoencoder(width=8, latent=8)
+    ae = autoencoder.LatentAutoencoder(width=8, latent=8, stages=2)
     losses = autoencoder.fit(ae, [face[0]], steps=120, batch=4, size=48, lr=3e-3, seed=0)
     return ae, losses
 

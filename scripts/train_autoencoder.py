@@ -27,7 +27,7 @@ def read_rgb(path: Path) -> np.ndarray:
     return cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("folders", nargs="+")
     ap.add_argument("--out", required=True)
@@ -40,7 +40,8 @@ def main() -> None:
     ap.add_argument("--spectrum", type=float, default=0.5)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--held-out", type=int, default=64, help="images kept out of training for the report")
-    args = ap.parse_args()
+    ap.add_argument("--report", action="store_true", help="only report on the autoencoder already at --out")
+    args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     paths = sorted(p for f in args.folders for p in Path(f).rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
     if len(paths) <= args.held_out:
@@ -48,25 +49,29 @@ def main() -> None:
     order = np.random.default_rng(args.seed).permutation(len(paths))
     test = [read_rgb(paths[i]) for i in order[:args.held_out]]
     train = [read_rgb(paths[i]) for i in order[args.held_out:]]
-    ae = autoencoder.LatentAutoencoder(args.width, args.latent, args.stages)
-    t0 = time.monotonic()
-    losses = autoencoder.fit(ae, train, args.steps, args.batch, args.size, spectrum=args.spectrum, seed=args.seed,
-                              bf16=native_bf16())
-    minutes = (time.monotonic() - t0) / 60
-    autoencoder.save(ae, args.out)
+    report = {"images": len(train), "held_out": len(test)}
+    if args.report:
+        ae = autoencoder.load(args.out)
+    else:
+        ae = autoencoder.LatentAutoencoder(args.width, args.latent, args.stages)
+        t0 = time.monotonic()
+        losses = autoencoder.fit(ae, train, args.steps, args.batch, args.size, spectrum=args.spectrum,
+                                 seed=args.seed, bf16=native_bf16())
+        autoencoder.save(ae, args.out)
+        report.update(steps=args.steps, minutes=round((time.monotonic() - t0) / 60, 1), bf16=native_bf16(),
+                      torch_threads=torch.get_num_threads(), last_loss=round(float(np.mean(losses[-50:])), 4))
     psnr, ratio = [], []
     for img in test:
         rec = autoencoder.reconstruct(ae, img)
         mse = float(np.mean((rec.astype(np.float32) - img.astype(np.float32)) ** 2))
         psnr.append(10 * np.log10(255.0 ** 2 / max(mse, 1e-6)))
         ratio.append(detail(rec) / max(detail(img), 1e-6))
-    report = {"images": len(train), "held_out": len(test), "steps": args.steps, "minutes": round(minutes, 1),
-              "last_loss": round(float(np.mean(losses[-50:])), 4), "psnr_db": round(float(np.median(psnr)), 2),
-              "detail_ratio": round(float(np.median(ratio)), 3), "torch_threads": torch.get_num_threads(),
-              "bf16": native_bf16()}
+    report.update(psnr_db=round(float(np.median(psnr)), 2), detail_ratio=round(float(np.median(ratio)), 3))
     print(json.dumps(report))
-    Path(args.out).with_suffix(".json").write_text(json.dumps(report, indent=2))
+    if not args.report:
+        Path(args.out).with_suffix(".json").write_text(json.dumps(report, indent=2))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

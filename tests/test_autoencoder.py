@@ -1,6 +1,8 @@
 """The latent autoencoder whose reconstructions of real faces are pseudo-fakes, and the pairs it makes."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -72,3 +74,22 @@ def test_decoded_pairs_differ_only_by_the_decoder(fitted, face, tmp_path):
     other = [_corr(x[i][0], x[(i + 1) % 8][1]) for i in range(8)]
     assert min(own) > 0.5 and np.mean(own) > np.mean(other) + 0.1  # (marks are drawn for each side apart)
     assert all(not np.array_equal(a[0], a[1]) for a in x)
+
+
+def test_the_training_script_reports_how_close_and_how_sharp_its_reconstructions_are(face, tmp_path, capsys):
+    from conftest import load_script
+
+    script = load_script("train_autoencoder")
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    for i in range(6):
+        Image.fromarray(np.ascontiguousarray(np.roll(face[0], 9 * i, axis=1)[:96, :96])).save(faces / f"{i}.png")
+    out = tmp_path / "ae.pt"
+    args = [str(faces), "--out", str(out), "--held-out", "2", "--width", "8", "--stages", "2"]
+    assert script.main(args + ["--steps", "4", "--batch", "2", "--size", "32"]) == 0
+    written = json.loads(out.with_suffix(".json").read_text())
+    assert written["images"] == 4 and written["steps"] == 4 and 0 < written["detail_ratio"] and written["psnr_db"] > 0
+    capsys.readouterr()
+    assert script.main(args + ["--report"]) == 0  # the saved one, not retrained
+    again = json.loads(capsys.readouterr().out)
+    assert again["psnr_db"] == written["psnr_db"] and "steps" not in again

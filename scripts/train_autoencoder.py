@@ -1,6 +1,6 @@
 """Train the latent autoencoder whose reconstructions `deepscreen train --recon-share` uses as pseudo-fakes.
 
-    .venv/bin/python scripts/train_autoencoder.py cache/faces/videos --out runs/ae.pt --steps 1500
+    .venv/bin/python scripts/train_autoencoder.py cache/faces/videos --out runs/ae4.pt      # ~10 min on 2 cores
 
 Input: folders of real face images (the training face cache holds them). It reports, on images it did not train
 on, how close the reconstructions are (PSNR) and how much fine detail they keep (Laplacian variance, as a ratio
@@ -31,13 +31,13 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("folders", nargs="+")
     ap.add_argument("--out", required=True)
-    ap.add_argument("--steps", type=int, default=1500)
+    ap.add_argument("--steps", type=int, default=1000)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--width", type=int, default=32)
-    ap.add_argument("--latent", type=int, default=16)
-    ap.add_argument("--stages", type=int, default=3, help="downsampling stages: the latent is 2^stages smaller")
-    ap.add_argument("--spectrum", type=float, default=0.5)
+    ap.add_argument("--latent", type=int, default=12)
+    ap.add_argument("--stages", type=int, default=2, help="downsampling stages: the latent is 2^stages smaller")
+    ap.add_argument("--spectrum", type=float, default=0.1, help="weight of the loss on log amplitude spectra")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--held-out", type=int, default=64, help="images kept out of training for the report")
     ap.add_argument("--report", action="store_true", help="only report on the autoencoder already at --out")
@@ -48,11 +48,11 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"need more than {args.held_out} images, found {len(paths)}")
     order = np.random.default_rng(args.seed).permutation(len(paths))
     test = [read_rgb(paths[i]) for i in order[:args.held_out]]
-    train = [read_rgb(paths[i]) for i in order[args.held_out:]]
-    report = {"images": len(train), "held_out": len(test)}
+    report = {"images": len(paths) - len(test), "held_out": len(test)}
     if args.report:
         ae = autoencoder.load(args.out)
     else:
+        train = [read_rgb(paths[i]) for i in order[args.held_out:]]
         ae = autoencoder.LatentAutoencoder(args.width, args.latent, args.stages)
         t0 = time.monotonic()
         losses = autoencoder.fit(ae, train, args.steps, args.batch, args.size, spectrum=args.spectrum,

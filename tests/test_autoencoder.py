@@ -23,7 +23,7 @@ def face(astronaut_png):
 @pytest.fixture(scope="module")
 def fitted(face):
     """A small autoencoder fitted for a few seconds to crops of the test face, and its losses."""
-    ae = autoencoder.LatentAutoencoder(width=8, latent=8, stages=2)
+    ae = autoencoder.LatentAutoencoder(width=8, latent=8, stages=3)  # the default is 2
     losses = autoencoder.fit(ae, [face[0]], steps=120, batch=4, size=48, lr=3e-3, seed=0)
     return ae, losses
 
@@ -85,7 +85,7 @@ def test_the_training_script_reports_how_close_and_how_sharp_its_reconstructions
     for i in range(6):
         Image.fromarray(np.ascontiguousarray(np.roll(face[0], 9 * i, axis=1)[:96, :96])).save(faces / f"{i}.png")
     out = tmp_path / "ae.pt"
-    args = [str(faces), "--out", str(out), "--held-out", "2", "--width", "8", "--stages", "2"]
+    args = [str(faces), "--out", str(out), "--held-out", "2", "--width", "8"]
     assert script.main(args + ["--steps", "4", "--batch", "2", "--size", "32"]) == 0
     written = json.loads(out.with_suffix(".json").read_text())
     assert written["images"] == 4 and written["steps"] == 4 and 0 < written["detail_ratio"] and written["psnr_db"] > 0

@@ -143,6 +143,42 @@ class KindNet(nn.Module):
         return self.kinds(x)[:, self.scored].amax(1, keepdim=True)
 
 
+class PatchNet(nn.Module):
+    """MobileNetV2's first eight blocks (each output sees 75 of the 224 pixels) and a small head on every position:
+    one logit per face patch; the score is their mean over the central patches, which lie on the face.
+
+    Why: a whole-image network can read what a source looks like overall (framing, identity, lighting); a patch
+    seen alone has only local texture and blending to go on, which is what differs between any generator and a
+    camera. Classifiers with a truncated receptive field trained on every patch generalised better to unseen
+    generators in Chai et al. (ECCV 2020). Training asks every central patch for the clip's label (`patches`).
+    """
+
+    cut, width = 8, 64
+
+    def __init__(self) -> None:
+        super().__init__()
+        from torchvision.models import mobilenet_v2
+
+        self.features = mobilenet_v2().features[:self.cut]
+        self.classifier = nn.Sequential(nn.Conv2d(self.width, 128, 1), nn.ReLU6(inplace=True), nn.Dropout(0.2),
+                                        nn.Conv2d(128, 1, 1))
+
+    def patches(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits of the central patches (batch x patches) and the pooled features (what the source adversary reads)."""
+        f = self.features(x)
+        edge = (f.shape[-1] * 23 + 100) // 200  # round(0.115 w): the face fills the middle 1/1.3 at the default margin
+        logits = self.classifier(f[..., edge:f.shape[-2] - edge, edge:f.shape[-1] - edge])
+        return logits.flatten(1), f.mean((2, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.patches(x)[0].mean(1, keepdim=True)
+
+
+def truncate_state(state: dict[str, torch.Tensor], blocks: int) -> dict[str, torch.Tensor]:
+    """A MobileNetV2 state's first `blocks` feature blocks: where a patch network starts from a whole one."""
+    return {k: v for k, v in state.items() if k.startswith("features.") and int(k.split(".")[1]) < blocks}
+
+
 def widen_head(state: dict[str, torch.Tensor], outputs: int) -> dict[str, torch.Tensor]:
     """A one-logit MobileNetV2 state with its last layer repeated `outputs` times (every kind starts alike)."""
     state = dict(state)
@@ -154,6 +190,7 @@ def widen_head(state: dict[str, torch.Tensor], outputs: int) -> dict[str, torch.
 ARCHITECTURES: dict[str, Callable[[], nn.Module]] = {
     "mobilenet_v2": _mobilenet_v2,
     "mobilenet_v2_kinds": KindNet,
+    "mobilenet_v2_patches": PatchNet,
     "tiny_cnn": _tiny_cnn,
     "mobilenet_v2_taps": lambda: Committee(1),
     "mobilenet_v2_taps_x2": lambda: Committee(2),

@@ -38,8 +38,8 @@ from .datasets import LabelledVideo, load_dataset
 from .clips import face_crops, fingerprint, largest_faces
 from .faces import FaceFinder, crop_box, crop_face
 from .inputs import is_video_name
-from .model import (KINDS, ModelError, ModelProfile, create_model, resolve_device, save_checkpoint, sha256_file,
-                    widen_head)
+from .model import (KINDS, ModelError, ModelProfile, PatchNet, create_model, resolve_device, save_checkpoint,
+                    sha256_file, truncate_state, widen_head)
 from .sbi import degrade, make_pair
 
 log = logging.getLogger("deepscreen.train")
@@ -611,14 +611,20 @@ def _backbone(cfg: TrainConfig) -> nn.Module:
         arch, state = ckpt.get("profile", {}).get("arch"), ckpt["state_dict"]
         if arch == "mobilenet_v2" and cfg.arch == "mobilenet_v2_kinds":
             state = widen_head(state, len(KINDS))
+        elif arch == "mobilenet_v2" and isinstance(model, PatchNet):  # the head starts new
+            model.load_state_dict({**model.state_dict(), **truncate_state(state, PatchNet.cut)}, strict=True)
+            return model
         elif arch != cfg.arch:
             raise ValueError(f"{cfg.init} is not a {cfg.arch} deepscreen checkpoint")
         model.load_state_dict(state, strict=True)
     elif cfg.pretrained:
         state = torch.load(cfg.pretrained, map_location="cpu", weights_only=True)
         state = {k: v for k, v in state.items() if not k.startswith("classifier.1.")}
+        if isinstance(model, PatchNet):
+            state = truncate_state(state, PatchNet.cut)
         missing, unexpected = model.load_state_dict(state, strict=False)
-        if unexpected or any(not k.startswith("classifier.1.") for k in missing):
+        head = "classifier." if isinstance(model, PatchNet) else "classifier.1."
+        if unexpected or any(not k.startswith(head) for k in missing):
             raise ValueError(f"{cfg.pretrained} does not fit {cfg.arch}: missing {missing}, unexpected {unexpected}")
     return model
 
@@ -871,11 +877,13 @@ def train(cfg: TrainConfig, inputs: list[str]) -> dict:
     groups = [{"params": [p for p in model.parameters() if p.requires_grad], "lr": cfg.lr}]
     start = [p.detach().clone() for p in groups[0]["params"]] if cfg.anchor else None  # before any resume
     adversary = None
+    patches = isinstance(model, PatchNet)
     if cfg.source_adversary:
         classifier = getattr(model, "classifier", None)
         if not isinstance(classifier, nn.Sequential) or not labelled:
             raise ValueError("--source-adversary needs --labelled clips and a MobileNetV2 architecture")
-        adversary = SourceAdversary(classifier[-1].in_features, Domains.of(labelled),
+        width = PatchNet.width if patches else classifier[-1].in_features
+        adversary = SourceAdversary(width, Domains.of(labelled),
                                     cfg.adversary_objective).to(compute.device)
         # The heads learn at the backbone's rate: at ten times it (tried) their guesses swung from batch to batch
         # and the push followed noise (weights/README.md, "a source adversary").
@@ -917,7 +925,13 @@ def train(cfg: TrainConfig, inputs: list[str]) -> dict:
         x, y, kind = compute.put(x.flatten(0, 1)), compute.put(y.flatten().unsqueeze(1)), compute.put(kind)
         probing = step < cfg.probe_steps
         with compute.autocast():
-            if adversary is not None or probing:
+            if patches:  # every central patch is asked for its face's label
+                logits, features = model.patches(norm(x))
+                logits, y = logits.float(), y.expand(-1, logits.shape[1])
+                if adversary is not None:
+                    adv_loss, adv_acc = adversary(features.float(), y[:, 0], compute.put(domain.flatten()),
+                                                  adversary_strength(step / cfg.steps, cfg.source_adversary))
+            elif adversary is not None or probing:
                 logits, features = pooled_logits(model, norm(x), probing)
                 if adversary is not None:  # while probing its heads learn too; the push reaches no backbone yet
                     strength = 0.0 if probing else adversary_strength(step / cfg.steps, cfg.source_adversary)

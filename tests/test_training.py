@@ -16,7 +16,8 @@ from PIL import Image
 from deepscreen.clips import face_crops
 from deepscreen.datasets import LabelledVideo
 from deepscreen.faces import FaceFinder, crop_face
-from deepscreen.model import KINDS, Detector, ModelProfile, create_model, save_checkpoint, widen_head
+from deepscreen.model import (KINDS, Detector, ModelProfile, PatchNet, create_model, save_checkpoint, truncate_state,
+                              widen_head)
 from deepscreen.sbi import self_blend
 from deepscreen.training import (UNLABELLED_REALS, BalancedSampler, CachedFace, Compute, Domains, Normalize,
                                  PairDataset, SourceAdversary, TrainConfig, adversary_strength, build_cache,
@@ -267,6 +268,37 @@ def test_training_on_labelled_clips(tmp_path, astronaut_png, face_clip, two_face
     with torch.no_grad():
         logits = det.model.kinds(det.to_tensor(crops))[:, det.model.scored].amax(1)
     assert np.allclose(det.score(crops), torch.sigmoid(logits).numpy(), atol=1e-4)
+    # A patch network starts from a whole MobileNetV2 checkpoint, trains every patch against the source adversary,
+    # and scans in ONNX Runtime as PyTorch scores it.
+    whole = tmp_path / "whole.pt"
+    save_checkpoint(whole, create_model("mobilenet_v2"), ModelProfile(name="w", arch="mobilenet_v2", input_size=64,
+                                                                      margin=cfg.margin))
+    run4 = replace(cfg, run_dir=str(tmp_path / "run4"), out=str(tmp_path / "m4.pt"), arch="mobilenet_v2_patches",
+                   init=str(whole), source_adversary=2.0)
+    train(run4, [str(data)])
+    det = Detector.load(run4.out, device="cpu")
+    assert det.profile.arch == "mobilenet_v2_patches" and det.runtime == "onnx"
+    with torch.no_grad():
+        assert np.allclose(det.score(crops), torch.sigmoid(det.model(det.to_tensor(crops))).flatten().numpy(),
+                           atol=1e-4)
+
+
+def test_a_patch_network_starts_from_a_whole_one_and_scores_the_mean_of_its_face_patches():
+    torch.manual_seed(0)
+    whole = create_model("mobilenet_v2")
+    net = create_model("mobilenet_v2_patches").eval()
+    net.load_state_dict({**net.state_dict(), **truncate_state(whole.state_dict(), PatchNet.cut)})
+    assert torch.equal(net.features[PatchNet.cut - 1].conv[0][0].weight,
+                       whole.features[PatchNet.cut - 1].conv[0][0].weight)
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        patches, pooled = net.patches(x)
+        assert patches.shape == (2, 100) and pooled.shape == (2, PatchNet.width)  # the middle 10 x 10 of 14 x 14
+        assert torch.allclose(net(x).flatten(), patches.mean(1))
+        x2 = x.clone()
+        x2[..., :24, :] = 0  # the crop's top rows: margin around the face, outside every scored patch's centre
+        changed = (net.patches(x2)[0] != patches).view(2, 10, 10)
+        assert changed[:, 0].any() and not changed[:, 6:].any()  # each patch sees its own part of the face
 
 
 def test_a_kind_network_starts_as_its_one_logit_parent_and_scores_its_likelier_kind():

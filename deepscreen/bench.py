@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
-from scipy.stats import bootstrap, mannwhitneyu
+from scipy.stats import bootstrap, mannwhitneyu, spearmanr
 from sklearn.metrics import (
     average_precision_score,
     confusion_matrix,
@@ -25,6 +25,7 @@ from sklearn.metrics import (
     roc_curve,
 )
 
+from .aggregate import deciding_track
 from .datasets import LabelledVideo, load_dataset
 from .results import ScreenResult
 
@@ -231,6 +232,31 @@ def _frame_auc(
     return auc, len(ys)
 
 
+def sharpness_baseline(scored: list[tuple[int, ScreenResult]]) -> dict[str, Any] | None:
+    """What the fine detail of the faces alone ranks on this set (no model), and how closely the video scores
+    follow it.
+
+    Why: on a small set, whole sources differ in sharpness (sharp generated heads against soft webcam reals, or
+    the reverse), and a detector can rank such a set by reading sharpness without detecting anything. A near-
+    untrained texture network ranked this project's select set above the shipped detector that way and its dev
+    set far below chance (weights/README.md). Read a detector's AUC against this one: an AUC near it with scores
+    that follow detail closely (Spearman near 1) says little about manipulation. Each video's detail is that of
+    the track its score comes from; records written before tracks carried it are left out.
+    """
+    rows = []
+    for y, r in scored:
+        track = deciding_track(r.tracks)
+        if track is not None and track.detail is not None:
+            rows.append((y, track.detail, float(r.score)))
+    if len(rows) < 3:
+        return None
+    y, d, s = (np.asarray(v, dtype=float) for v in zip(*rows))
+    if not _two_classes(y.astype(int)):
+        return None
+    rho = spearmanr(d, s)[0]
+    return {"auc": float(roc_auc_score(y, d)), "spearman": None if math.isnan(rho) else float(rho), "n": len(rows)}
+
+
 def compute_metrics(
     items: list[LabelledVideo], results: Mapping[str, ScreenResult], threshold: float
 ) -> dict[str, Any]:
@@ -295,6 +321,7 @@ def compute_metrics(
             "confusion": {"tn": tn, "fp": fp, "fn": fn, "tp": tp},
             "failures": dict(sorted(failures.items())),
             "unscored_policy": UNSCORED_POLICY,
+            "sharpness": sharpness_baseline(scored_pairs),
         }
     )
 
@@ -383,9 +410,16 @@ def format_table(metrics: dict[str, Any]) -> str:
             f"at threshold {thr:g}: precision {_fmt(metrics.get('precision'))}  "
             f"recall {_fmt(metrics.get('recall'))}  F1 {_fmt(metrics.get('f1'))}"
         )
+    if metrics.get("sharpness"):
+        out.append(_sharpness_line(metrics["sharpness"]))
     if metrics.get("failures"):
         out.append("unscored: " + ", ".join(f"{k} {v}" for k, v in metrics["failures"].items()))
     return "\n".join(out)
+
+
+def _sharpness_line(sharp: dict[str, Any]) -> str:
+    return (f"sharpness alone (fine detail of the faces, no model) ranks these clips at AUC {_fmt(sharp['auc'])}; "
+            f"the scores follow it at Spearman {_fmt(sharp['spearman'], 2)}")
 
 
 def _md_escape(text: str) -> str:
@@ -420,6 +454,9 @@ def _report_md(metrics: dict[str, Any], items: list[LabelledVideo], results: Map
         L += ["", "Operating points from the ROC (lowest threshold keeping FPR within the target):", ""]
         L += _md_table(["target FPR", "threshold", "TPR"], [[k, _fmt(v), _fmt(tpr_at.get(k))] for k, v in at.items()])
     L += ["", f"_{metrics.get('unscored_policy', UNSCORED_POLICY)}_", ""]
+    if metrics.get("sharpness"):
+        L += [_sharpness_line(metrics["sharpness"]).capitalize() + " (far from 0.5 either way: the set's real and fake "
+              "sources differ in sharpness, and a detector can rank it by reading that).", ""]
     if metrics.get("per_source"):
         L += ["## Per source", ""] + _md_table(_GROUP_HEADER, _group_rows(metrics["per_source"])) + [""]
     if metrics.get("per_method"):

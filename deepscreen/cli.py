@@ -20,7 +20,7 @@ import click
 from . import __version__
 from .confounds import ON_BLACK_P
 from .inputs import WalkStats, iter_inputs
-from .model import ModelError
+from .model import ARCHITECTURES, ModelError
 from .results import ResultWriter, ScreenResult, open_results
 
 if TYPE_CHECKING:
@@ -435,7 +435,9 @@ Example (the shipped default, see weights/README.md):
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--workers", type=click.IntRange(0), default=None,
               help="Data loader processes  [default: 1 on a CPU, every core but two on a GPU]")
-@click.option("--arch", default="mobilenet_v2", show_default=True)
+@click.option("--arch", type=click.Choice(sorted(ARCHITECTURES)), default="mobilenet_v2", show_default=True,
+              help="The network (deepscreen.model.ARCHITECTURES): mobilenet_v2 is the default detector's; "
+                   "mobilenet_v2_patches scores face patches of 75 pixels one by one (weights/README.md).")
 @click.option("--select-on", type=click.Path(exists=True, file_okay=False), default=None,
               help="Labelled real and fake videos (any layout `bench` reads) to choose the checkpoint on, by "
                    "video AUC, instead of held-out self-blended pairs.  Use clips kept apart from your test set.")

@@ -36,7 +36,7 @@ from .aggregate import track_score
 from .confounds import ON_BLACK_P, confound
 from .datasets import LabelledVideo, load_dataset
 from .clips import face_crops, fingerprint, largest_faces
-from .faces import FaceFinder, crop_box, crop_face
+from .faces import FaceFinder, crop_box, crop_face, detail
 from .inputs import is_video_name
 from .model import (KINDS, ModelError, ModelProfile, PatchNet, create_model, resolve_device, save_checkpoint,
                     sha256_file, truncate_state, widen_head)
@@ -320,11 +320,6 @@ def labelled_example(image: np.ndarray, r: CachedFace, rng: np.random.Generator,
     """A labelled face as a training input: the inference crop (margin jittered), degraded as SBI pairs are."""
     crop = crop_face(degrade(image, rng), np.asarray(r.box, np.float32), margin * rng.uniform(0.8, 1.25), size)
     return np.ascontiguousarray(crop[:, ::-1] if rng.random() < 0.5 else crop)
-
-
-def detail(crop: np.ndarray) -> float:
-    """Fine detail of an RGB crop: the variance of its Laplacian (grey levels)."""
-    return float(cv2.Laplacian(cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY), cv2.CV_32F).var())
 
 
 BLUR_SIGMAS = (0.4, 0.6, 0.8, 1.0, 1.3, 1.6, 2.0, 2.5, 3.0, 4.0)

@@ -41,7 +41,7 @@ from deepscreen.aggregate import track_score  # noqa: E402
 from deepscreen.datasets import LabelledVideo, load_dataset  # noqa: E402
 from deepscreen.clips import face_crops  # noqa: E402
 from deepscreen.model import Detector, default_weights  # noqa: E402
-from deepscreen.training import detail  # noqa: E402
+from deepscreen.faces import detail  # noqa: E402
 
 
 def _gamma(img: np.ndarray, g: float) -> np.ndarray:

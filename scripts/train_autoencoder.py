@@ -20,7 +20,8 @@ import numpy as np
 import torch
 
 from deepscreen import autoencoder
-from deepscreen.training import IMAGE_EXTENSIONS, detail, native_bf16
+from deepscreen.faces import detail
+from deepscreen.training import IMAGE_EXTENSIONS, native_bf16
 
 
 def read_rgb(path: Path) -> np.ndarray:

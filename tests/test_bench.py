@@ -112,6 +112,26 @@ def test_compare_is_paired_and_only_counts_clips_both_scored():
         compare_aucs(items[:3], a, b)
 
 
+def test_sharpness_alone_is_read_from_the_track_that_scores_the_video():
+    def rec(path: str, score: float, *tracks: tuple[float, int, float | None]) -> ScreenResult:
+        return _ok(path, score, tracks=[TrackResult(i, s, n, 0.0, 1.0, [], detail=d)
+                                        for i, (s, n, d) in enumerate(tracks)])
+
+    entries = [("f1", 1, 0.9, 300.0), ("f2", 1, 0.4, 20.0), ("r1", 0, 0.6, 100.0), ("r2", 0, 0.1, 50.0)]
+    items = [LabelledVideo(path=os.path.abspath(f"/data/{n}.mp4"), label=y) for n, y, _, _ in entries]
+    results = {it.path: rec(it.path, s, (s, 8, d)) for it, (_, _, s, d) in zip(items, entries)}
+    # A second person in r2: higher-scoring but seen twice only, so the video's score and detail stay the first's.
+    results[items[3].path].tracks.append(TrackResult(1, 0.95, 2, 0.0, 1.0, [], detail=9999.0))
+    sharp = compute_metrics(items, results, threshold=0.5)["sharpness"]
+    assert sharp["auc"] == pytest.approx(0.5)  # fakes 300, 20 against reals 100, 50: two of four pairs
+    assert sharp["spearman"] == pytest.approx(0.8) and sharp["n"] == 4  # detail ranks 4,1,3,2 vs scores 4,2,3,1
+    assert "sharpness alone" in format_table(compute_metrics(items, results, threshold=0.5))
+    # Records written before tracks carried detail are left out; too few left, no baseline.
+    for r in list(results.values())[:2]:
+        r.tracks[0].detail = None
+    assert compute_metrics(items, results, threshold=0.5)["sharpness"] is None
+
+
 def test_eer_interpolated():
     # Fakes 0.9 0.8 0.3, reals 0.5 0.1. ROC points (fpr, fnr): (0,1/3)@0.8 -> (0.5,1/3)@0.5.
     # FNR - FPR goes 1/3 -> -1/6, crossing at t = 2/3: EER = 1/3, threshold 0.8 - 2/3*0.3 = 0.6.

@@ -40,6 +40,13 @@ def test_calibrate_writes_the_threshold_that_flags_at_most_the_budget(tmp_path, 
     assert cal["fakes_caught"] == int(scores["f1.mp4"] >= thr) and cal["set"] == "set" and cal["frames"] == 32
     assert thr == pytest.approx(expected, abs=1e-6)
     assert json.loads((out / "calibration.json").read_text())["threshold"] == pytest.approx(thr)
+    # Every track records the fine detail of its face crops, and the report ranks the clips by it alone.
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert all(t["detail"] > 0 for r in records for t in r["tracks"])
+    details = {r["path"].rsplit("/", 1)[-1]: next(t["detail"] for t in r["tracks"] if t["score"] == r["score"])
+               for r in records}  # the person the video's score comes from
+    sharp = json.loads((out / "metrics.json").read_text())["sharpness"]
+    assert sharp["n"] == 3 and sharp["auc"] == sum(details["f1.mp4"] > details[r] for r in ("r1.mp4", "r2.mp4")) / 2
     # The new default reaches every scan with these weights; the weights themselves are unchanged.
     assert det.profile.arch == "tiny_cnn"
     original = Detector.load(tiny_weights, device="cpu")

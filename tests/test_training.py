@@ -15,13 +15,13 @@ from PIL import Image
 
 from deepscreen.clips import face_crops
 from deepscreen.datasets import LabelledVideo
-from deepscreen.faces import FaceFinder, crop_face
+from deepscreen.faces import FaceFinder, crop_face, detail
 from deepscreen.model import (KINDS, Detector, ModelProfile, PatchNet, create_model, save_checkpoint, truncate_state,
                               widen_head)
 from deepscreen.sbi import self_blend
 from deepscreen.training import (UNLABELLED_REALS, BalancedSampler, CachedFace, Compute, Domains, Normalize,
                                  PairDataset, SourceAdversary, TrainConfig, adversary_strength, build_cache,
-                                 choose_scored, detail, evaluate, freeze_blocks, kind_loss, make_example, pooled_logits,
+                                 choose_scored, evaluate, freeze_blocks, kind_loss, make_example, pooled_logits,
                                  pull_toward, match_detail, native_bf16, smooth_targets, train)
 
 from conftest import load_script

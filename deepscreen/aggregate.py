@@ -45,15 +45,9 @@ def build_tracks(faces: list[Face], scores: np.ndarray, frame_scale: float = 1.0
     return tracks
 
 
-def deciding_track(tracks: list[TrackResult]) -> TrackResult | None:
-    """The track the video's score comes from: the highest-scoring one long enough to count."""
+def video_score(tracks: list[TrackResult]) -> float | None:
+    """Max over the tracks long enough to count; None when there is no face at all."""
     if not tracks:
         return None
     need = min(MIN_TRACK_FACES, max(t.faces for t in tracks))
-    return max((t for t in tracks if t.faces >= need), key=lambda t: t.score)
-
-
-def video_score(tracks: list[TrackResult]) -> float | None:
-    """Max over the tracks long enough to count; None when there is no face at all."""
-    track = deciding_track(tracks)
-    return None if track is None else track.score
+    return max(t.score for t in tracks if t.faces >= need)

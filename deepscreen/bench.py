@@ -25,7 +25,6 @@ from sklearn.metrics import (
     roc_curve,
 )
 
-from .aggregate import deciding_track
 from .datasets import LabelledVideo, load_dataset
 from .results import ScreenResult
 
@@ -241,11 +240,12 @@ def sharpness_baseline(scored: list[tuple[int, ScreenResult]]) -> dict[str, Any]
     untrained texture network ranked this project's select set above the shipped detector that way and its dev
     set far below chance (weights/README.md). Read a detector's AUC against this one: an AUC near it with scores
     that follow detail closely (Spearman near 1) says little about manipulation. Each video's detail is that of
-    the track its score comes from; records written before tracks carried it are left out.
+    its longest track (the person seen most, whatever any model scores), so that the baseline is the same for
+    every detector benched on the same clips; records written before tracks carried it are left out.
     """
     rows = []
     for y, r in scored:
-        track = deciding_track(r.tracks)
+        track = max(r.tracks, key=lambda t: t.faces, default=None)  # the first of equals
         if track is not None and track.detail is not None:
             rows.append((y, track.detail, float(r.score)))
     if len(rows) < 3:

@@ -112,7 +112,7 @@ def test_compare_is_paired_and_only_counts_clips_both_scored():
         compare_aucs(items[:3], a, b)
 
 
-def test_sharpness_alone_is_read_from_the_track_that_scores_the_video():
+def test_sharpness_alone_is_read_from_the_person_seen_most():
     def rec(path: str, score: float, *tracks: tuple[float, int, float | None]) -> ScreenResult:
         return _ok(path, score, tracks=[TrackResult(i, s, n, 0.0, 1.0, [], detail=d)
                                         for i, (s, n, d) in enumerate(tracks)])
@@ -120,7 +120,7 @@ def test_sharpness_alone_is_read_from_the_track_that_scores_the_video():
     entries = [("f1", 1, 0.9, 300.0), ("f2", 1, 0.4, 20.0), ("r1", 0, 0.6, 100.0), ("r2", 0, 0.1, 50.0)]
     items = [LabelledVideo(path=os.path.abspath(f"/data/{n}.mp4"), label=y) for n, y, _, _ in entries]
     results = {it.path: rec(it.path, s, (s, 8, d)) for it, (_, _, s, d) in zip(items, entries)}
-    # A second person in r2: higher-scoring but seen twice only, so the video's score and detail stay the first's.
+    # A second person in r2, seen twice only: whatever a detector scores them, the clip's detail stays the first's.
     results[items[3].path].tracks.append(TrackResult(1, 0.95, 2, 0.0, 1.0, [], detail=9999.0))
     sharp = compute_metrics(items, results, threshold=0.5)["sharpness"]
     assert sharp["auc"] == pytest.approx(0.5)  # fakes 300, 20 against reals 100, 50: two of four pairs

@@ -43,8 +43,8 @@ def test_calibrate_writes_the_threshold_that_flags_at_most_the_budget(tmp_path, 
     # Every track records the fine detail of its face crops, and the report ranks the clips by it alone.
     records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     assert all(t["detail"] > 0 for r in records for t in r["tracks"])
-    details = {r["path"].rsplit("/", 1)[-1]: next(t["detail"] for t in r["tracks"] if t["score"] == r["score"])
-               for r in records}  # the person the video's score comes from
+    details = {r["path"].rsplit("/", 1)[-1]: max(r["tracks"], key=lambda t: t["faces"])["detail"]
+               for r in records}  # the person seen most
     sharp = json.loads((out / "metrics.json").read_text())["sharpness"]
     assert sharp["n"] == 3 and sharp["auc"] == sum(details["f1.mp4"] > details[r] for r in ("r1.mp4", "r2.mp4")) / 2
     # The new default reaches every scan with these weights; the weights themselves are unchanged.

@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from .faces import Face, detail
+from .faces import Face
 from .results import TrackResult
 
 MIN_TRACK_FACES = 3
@@ -36,12 +36,12 @@ def build_tracks(faces: list[Face], scores: np.ndarray, frame_scale: float = 1.0
         times = [faces[i].t for i in idx]
         top = sorted(range(len(s)), key=lambda k: -s[k])[:TOP_TIMES]
         box = np.median(np.stack([faces[i].box for i in idx]), axis=0) / frame_scale
-        crops = [faces[i].crop for i in idx if faces[i].crop is not None]
+        details = [faces[i].detail for i in idx if faces[i].detail is not None]
         tracks.append(TrackResult(track_id=track_id, score=round(track_score(s), 6), faces=len(idx),
                                   first_t=min(times), last_t=max(times), top_times=[times[k] for k in top],
                                   face_scores=[round(x, 6) for x in s], face_times=times,
                                   box=[round(float(v), 1) for v in box],
-                                  detail=round(float(np.median([detail(c) for c in crops])), 2) if crops else None))
+                                  detail=round(float(np.median(details)), 2) if details else None))
     return tracks
 
 

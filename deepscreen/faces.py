@@ -31,6 +31,7 @@ class Face:
     landmarks: np.ndarray  # 5x2: left eye, right eye, nose, mouth left, mouth right
     track_id: int = -1
     crop: np.ndarray | None = field(default=None, repr=False)
+    detail: float | None = None  # the crop's fine detail (`detail`), measured once when it is cut
 
     @property
     def size(self) -> float:

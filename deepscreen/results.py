@@ -25,7 +25,7 @@ class TrackResult:
     face_scores: list[float] = field(default_factory=list)
     face_times: list[float] = field(default_factory=list)
     box: list[float] = field(default_factory=list)  # median box (x1, y1, x2, y2) in source pixels
-    detail: float | None = None  # median fine detail of its face crops (faces.detail): what sharpness alone reads
+    detail: float | None = None  # median fine detail of its face crops (Face.detail): what sharpness alone reads
 
 
 @dataclass

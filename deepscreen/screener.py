@@ -22,7 +22,7 @@ import numpy as np
 
 from . import __version__, media
 from .aggregate import build_tracks, video_score
-from .faces import Face, FaceFinder, crop_face, link_tracks
+from .faces import Face, FaceFinder, crop_face, detail, link_tracks
 from .model import Detector, ModelProfile, default_weights, resolve_device, sha256_file
 from .report import Evidence
 from .results import ScreenResult
@@ -430,6 +430,7 @@ class _Look:
         size, margin = self.screener.detector.profile.input_size, self.screener.detector.profile.margin
         for face in faces:
             face.crop = crop_face(frame.image, face.box, margin, size)
+            face.detail = detail(face.crop)
         self.faces.extend(faces)
 
     def _search_early(self, stride: int, complete: bool) -> None:

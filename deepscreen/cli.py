@@ -468,6 +468,10 @@ Example (the shipped default, see weights/README.md):
 @click.option("--match-detail", is_flag=True,
               help="Blur the sharper face of each labelled (real, fake) pair down to the other's fine detail, so "
                    "that sharpness cannot tell the classes apart.")
+@click.option("--same-source", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="With --labelled: the chance that a fake whose source also has real clips (the real half of a "
+                   "swap demo, a generator's own driving videos) is paired with a real of that source, both degraded "
+                   "alike, so that within the pair only the manipulation differs (0: reals drawn by source as usual).")
 @click.option("--on-black", type=click.FloatRange(0, 1), default=ON_BLACK_P, show_default=True,
               help="The chance that a training face, real or fake alike, is shown on black (as face crops pasted "
                    "on a black frame are), so that a black surround cannot decide.")
@@ -500,7 +504,7 @@ def train(real: tuple[str, ...], out: str, pretrained: str | None, run_dir: str,
           exclude_methods: tuple[str, ...], init: str | None, blended_methods: tuple[str, ...], match_detail: bool,
           on_black: float, occlude: float, source_adversary: float, adversary_objective: str, label_smoothing: float,
           probe_steps: int, val_every: int, device: str, bf16: bool | None, freeze: int, anchor: float,
-          recon_share: float, autoencoder: str | None) -> None:
+          recon_share: float, autoencoder: str | None, same_source: float) -> None:
     """Train a detector on REAL face photos and videos (Self-Blended Images), and on --labelled clips; resumable."""
     from .training import TrainConfig, train as run_training
 
@@ -512,7 +516,7 @@ def train(real: tuple[str, ...], out: str, pretrained: str | None, run_dir: str,
                       device=device, bf16=bf16, match_detail=match_detail, on_black=on_black, occlude=occlude,
                       freeze=freeze, anchor=anchor, source_adversary=source_adversary, adversary_objective=adversary_objective,
                       label_smoothing=label_smoothing, probe_steps=probe_steps, recon_share=recon_share,
-                      autoencoder=autoencoder)
+                      autoencoder=autoencoder, same_source=same_source)
     if blended_methods:
         cfg.blended_methods = list(blended_methods)
     try:

@@ -98,6 +98,7 @@ class TrainConfig:
     exclude_methods: list[str] = field(default_factory=list)  # fake methods left out (leave-one-out runs)
     blended_methods: list[str] = field(default_factory=lambda: list(BLENDED_METHODS))  # the rest: generated
     match_detail: bool = False  # blur the sharper face of each labelled pair down to the other's fine detail
+    same_source: float = 0.0  # chance that a labelled fake is paired with a real of its own source (PairDataset)
     on_black: float = ON_BLACK_P  # chance that a training face (real or fake) is shown on black
     occlude: float = 0.0  # chance that a training face (real or fake) has part of it hidden (confounds.occlusion)
     source_adversary: float = 0.0  # strength of the push against guessing a face's source (SourceAdversary); 0: off
@@ -279,6 +280,7 @@ class BalancedSampler:
 
     def __init__(self, records: list[CachedFace]):
         self.tree: dict[int, list[list[list[CachedFace]]]] = {}
+        self.reals_by_source: dict[str, list[list[CachedFace]]] = {}
         for label in (0, 1):
             groups: dict[str, dict[str, list[CachedFace]]] = {}
             for r in records:
@@ -286,12 +288,22 @@ class BalancedSampler:
                     by = (r.method or "unknown") if label else (r.source or "unknown")
                     groups.setdefault(by, {}).setdefault(r.group, []).append(r)
             self.tree[label] = [list(clips.values()) for _, clips in sorted(groups.items())]
+            if label == 0:
+                self.reals_by_source = {source: list(clips.values()) for source, clips in groups.items()}
 
     def has(self, label: int) -> bool:
         return bool(self.tree[label])
 
     def draw(self, rng: np.random.Generator, label: int) -> CachedFace:
         clips = self.tree[label][rng.integers(len(self.tree[label]))]
+        faces = clips[rng.integers(len(clips))]
+        return faces[rng.integers(len(faces))]
+
+    def draw_real_of(self, rng: np.random.Generator, source: str) -> CachedFace | None:
+        """A real face of this source (a clip, then a face), or None where the source has no real clips."""
+        clips = self.reals_by_source.get(source or "unknown")
+        if not clips:
+            return None
         faces = clips[rng.integers(len(clips))]
         return faces[rng.integers(len(faces))]
 
@@ -320,6 +332,22 @@ def labelled_example(image: np.ndarray, r: CachedFace, rng: np.random.Generator,
     """A labelled face as a training input: the inference crop (margin jittered), degraded as SBI pairs are."""
     crop = crop_face(degrade(image, rng), np.asarray(r.box, np.float32), margin * rng.uniform(0.8, 1.25), size)
     return np.ascontiguousarray(crop[:, ::-1] if rng.random() < 0.5 else crop)
+
+
+def matched_examples(real: np.ndarray, a: CachedFace, fake: np.ndarray, b: CachedFace, rng: np.random.Generator,
+                     size: int, margin: float) -> tuple[np.ndarray, np.ndarray]:
+    """A real and a fake face cut with one crop jitter and flip, then degraded by one draw.
+
+    The crops are cut first so that both have the same shape and every random draw of `degrade` (its noise
+    included) is shared: the pair differs in the faces only, not in what happened to them afterwards.
+    """
+    seed = int(rng.integers(2 ** 63))
+    out = []
+    for image, r in ((real, a), (fake, b)):
+        g = np.random.default_rng(seed)
+        crop = crop_face(image, np.asarray(r.box, np.float32), margin * g.uniform(0.8, 1.25), size)
+        out.append(degrade(np.ascontiguousarray(crop[:, ::-1] if g.random() < 0.5 else crop), g))
+    return out[0], out[1]
 
 
 BLUR_SIGMAS = (0.4, 0.6, 0.8, 1.0, 1.3, 1.6, 2.0, 2.5, 3.0, 4.0)
@@ -444,14 +472,17 @@ class PairDataset(Dataset):
     A pair is self-blended from one real face (photos and video faces mixed at `video_share`; given labelled
     clips, half the time a labelled real face drawn by source); or, with probability `recon_share`, such a real
     face and its reconstruction by a latent autoencoder (`recon_example`); or, given labelled clips, a labelled
-    real and a labelled fake face drawn by `BalancedSampler`.
+    real and a labelled fake face drawn by `BalancedSampler`. With probability `same_source`, a labelled fake
+    whose source also has real clips (the real half of a swap demo, a generator's own driving videos) is paired
+    with a real of that source instead, both cut and degraded alike (`matched_examples`), so that within such a
+    pair cameras, production and quality are alike and only the manipulation tells them apart.
     """
 
     def __init__(self, records: list[CachedFace], cache: str, size: int, margin: float, length: int,
                  video_share: float, seed: int, labelled: list[CachedFace] = (), sbi_share: float = 1.0,
                  blended_methods: tuple[str, ...] = BLENDED_METHODS, same_detail: bool = False,
                  on_black: float = ON_BLACK_P, occlude: float = 0.0, recon_share: float = 0.0,
-                 autoencoder_path: str | None = None):
+                 autoencoder_path: str | None = None, same_source: float = 0.0):
         if recon_share and not autoencoder_path:
             raise ValueError("a reconstruction share needs an autoencoder (--autoencoder)")
         self.cache = Path(cache)
@@ -468,6 +499,7 @@ class PairDataset(Dataset):
         self.seed = seed
         self.blended = set(blended_methods)
         self.same_detail = same_detail
+        self.same_source = same_source
         self.on_black = on_black
         self.occlude = occlude
         self.domains = Domains.of(list(labelled))
@@ -511,8 +543,15 @@ class PairDataset(Dataset):
             domains = [self.domains.index(r), -1]
         else:
             a, b = self.sampler.draw(rng, 0), self.sampler.draw(rng, 1)
-            real = labelled_example(load_cached(self.cache, a), a, rng, self.size, self.margin)
-            fake = labelled_example(load_cached(self.cache, b), b, rng, self.size, self.margin)
+            own = self.sampler.draw_real_of(rng, b.source) if self.same_source and rng.random() < self.same_source \
+                else None
+            if own is None:
+                real = labelled_example(load_cached(self.cache, a), a, rng, self.size, self.margin)
+                fake = labelled_example(load_cached(self.cache, b), b, rng, self.size, self.margin)
+            else:
+                a = own
+                real, fake = matched_examples(load_cached(self.cache, a), a, load_cached(self.cache, b), b, rng,
+                                              self.size, self.margin)
             if self.same_detail:
                 real, fake = match_detail(real, fake)
             kind = KINDS.index("blended" if b.method in self.blended else "generated")
@@ -904,7 +943,8 @@ def train(cfg: TrainConfig, inputs: list[str]) -> dict:
 
     data = PairDataset(tr, cfg.cache_dir, cfg.input_size, cfg.margin, cfg.steps * cfg.pairs_per_batch,
                        cfg.video_share, cfg.seed, labelled, cfg.sbi_share, tuple(cfg.blended_methods),
-                       cfg.match_detail, cfg.on_black, cfg.occlude, cfg.recon_share, cfg.autoencoder)
+                       cfg.match_detail, cfg.on_black, cfg.occlude, cfg.recon_share, cfg.autoencoder,
+                       cfg.same_source)
     order = list(range(step * cfg.pairs_per_batch, len(data)))
     workers = compute.loader_workers(cfg.workers)
     loader = DataLoader(torch.utils.data.Subset(data, order), batch_size=cfg.pairs_per_batch,

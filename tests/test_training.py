@@ -22,7 +22,7 @@ from deepscreen.sbi import self_blend
 from deepscreen.training import (UNLABELLED_REALS, BalancedSampler, CachedFace, Compute, Domains, Normalize,
                                  PairDataset, SourceAdversary, TrainConfig, adversary_strength, build_cache,
                                  choose_scored, evaluate, freeze_blocks, kind_loss, make_example, pooled_logits,
-                                 pull_toward, match_detail, native_bf16, smooth_targets, train)
+                                 matched_examples, pull_toward, match_detail, native_bf16, smooth_targets, train)
 
 from conftest import load_script
 
@@ -395,6 +395,36 @@ def test_pairs_say_where_each_face_came_from(tmp_path, face):
     seen = {tuple(data[i][3].tolist()) for i in range(60)}
     # Self-blends: the real side's source, no method for the fake; labelled pairs: both.
     assert seen == {(0, -1), (1, -1), (2, -1), (0, 0), (1, 0)}
+
+
+def test_a_fake_meets_a_real_of_its_own_source_cut_and_degraded_alike(tmp_path, face):
+    image, f = face
+    Image.fromarray(image).save(tmp_path / "face.jpg")
+    record = CachedFace("face.jpg", "g", "labelled", f.box.tolist(), f.landmarks.tolist())
+    labelled = [replace(record, group="d", source="demo"), replace(record, group="t", source="tv"),
+                replace(record, group="c", source="cam"),
+                replace(record, group="s", label=1, source="demo", method="Swapper"),
+                replace(record, group="w", label=1, source="web", method="Talker")]  # web: no real clips
+    domains = Domains.of(labelled)
+    demo, swapper = domains.index(labelled[0]), domains.index(labelled[3])
+
+    def reals_met(same_source: float) -> dict[int, set[int]]:
+        data = PairDataset([], str(tmp_path), 64, 0.3, 120, 0.5, 0, labelled, sbi_share=0.0, same_source=same_source)
+        met: dict[int, set[int]] = {}
+        for i in range(120):
+            real, fake = data[i][3].tolist()
+            met.setdefault(fake, set()).add(real)
+        return met
+
+    assert reals_met(1.0)[swapper] == {demo}
+    assert len(reals_met(1.0)[domains.index(labelled[4])]) == 3  # a fake with no real of its source: any real
+    assert len(reals_met(0.0)[swapper]) == 3
+    # One face as both sides: cut and degraded alike, the two crops are the same, whatever the draw.
+    for seed in range(20):
+        a, b = matched_examples(image, labelled[0], image, labelled[3], np.random.default_rng(seed), 64, 0.3)
+        assert a.shape == (64, 64, 3) and np.array_equal(a, b)
+    sampler = BalancedSampler(labelled)
+    assert sampler.draw_real_of(np.random.default_rng(0), "web") is None
 
 
 def test_the_source_adversary_pushes_the_features_against_its_heads():

@@ -295,17 +295,17 @@ class BalancedSampler:
         return bool(self.tree[label])
 
     def draw(self, rng: np.random.Generator, label: int) -> CachedFace:
-        clips = self.tree[label][rng.integers(len(self.tree[label]))]
-        faces = clips[rng.integers(len(clips))]
-        return faces[rng.integers(len(faces))]
+        return _face_of(self.tree[label][rng.integers(len(self.tree[label]))], rng)
 
     def draw_real_of(self, rng: np.random.Generator, source: str) -> CachedFace | None:
         """A real face of this source (a clip, then a face), or None where the source has no real clips."""
         clips = self.reals_by_source.get(source or "unknown")
-        if not clips:
-            return None
-        faces = clips[rng.integers(len(clips))]
-        return faces[rng.integers(len(faces))]
+        return _face_of(clips, rng) if clips else None
+
+
+def _face_of(clips: list[list[CachedFace]], rng: np.random.Generator) -> CachedFace:
+    faces = clips[rng.integers(len(clips))]
+    return faces[rng.integers(len(faces))]
 
 
 def split(records: list[CachedFace], fraction: float, seed: int) -> tuple[list[CachedFace], list[CachedFace]]:

@@ -454,6 +454,8 @@ Example (the shipped default, see weights/README.md):
               help="The latent autoencoder for --recon-share (written by scripts/train_autoencoder.py).")
 @click.option("--exclude-method", "exclude_methods", multiple=True,
               help="Leave the labelled fakes of this method out (leave-one-method-out runs; repeatable).")
+@click.option("--exclude-source", "exclude_sources", multiple=True,
+              help="Leave every labelled clip of this source out, real and fake (cross-validation runs; repeatable).")
 @click.option("--init", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Start from this deepscreen checkpoint (fine-tuning) instead of --pretrained.")
 @click.option("--freeze", type=click.IntRange(0), default=0, show_default=True,
@@ -504,7 +506,7 @@ def train(real: tuple[str, ...], out: str, pretrained: str | None, run_dir: str,
           exclude_methods: tuple[str, ...], init: str | None, blended_methods: tuple[str, ...], match_detail: bool,
           on_black: float, occlude: float, source_adversary: float, adversary_objective: str, label_smoothing: float,
           probe_steps: int, val_every: int, device: str, bf16: bool | None, freeze: int, anchor: float,
-          recon_share: float, autoencoder: str | None, same_source: float) -> None:
+          recon_share: float, autoencoder: str | None, same_source: float, exclude_sources: tuple[str, ...]) -> None:
     """Train a detector on REAL face photos and videos (Self-Blended Images), and on --labelled clips; resumable."""
     from .training import TrainConfig, train as run_training
 
@@ -512,7 +514,8 @@ def train(real: tuple[str, ...], out: str, pretrained: str | None, run_dir: str,
     cfg = TrainConfig(out=out, run_dir=run_dir, cache_dir=cache_dir, arch=arch, pretrained=pretrained,
                       input_size=input_size, margin=margin, steps=steps, pairs_per_batch=pairs_per_batch, lr=lr, seed=seed,
                       workers=workers, select_on=select_on, labelled=list(labelled), frames_per_clip=frames_per_clip,
-                      sbi_share=sbi_share, exclude_methods=list(exclude_methods), init=init, val_every=val_every,
+                      sbi_share=sbi_share, exclude_methods=list(exclude_methods), exclude_sources=list(exclude_sources),
+                      init=init, val_every=val_every,
                       device=device, bf16=bf16, match_detail=match_detail, on_black=on_black, occlude=occlude,
                       freeze=freeze, anchor=anchor, source_adversary=source_adversary, adversary_objective=adversary_objective,
                       label_smoothing=label_smoothing, probe_steps=probe_steps, recon_share=recon_share,

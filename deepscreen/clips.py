@@ -14,8 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from . import media
+from .aggregate import track_score
 from .datasets import LabelledVideo
 from .faces import Face, FaceFinder, crop_face
+from .model import Detector
 
 log = logging.getLogger("deepscreen.clips")
 
@@ -71,3 +73,9 @@ def face_crops(items: list[LabelledVideo], frames: int, margin: float, size: int
     np.savez_compressed(tmp, **{str(i): c for i, c in enumerate(out)})
     os.replace(tmp, path)
     return out
+
+
+def video_scores(weights: str, crops: list[np.ndarray]) -> list[float]:
+    """Each clip's score by a checkpoint, from its crops: the mean of the top half of its face scores, as scan's."""
+    det = Detector.load(weights, device="auto")
+    return [track_score(det.score(list(c))) for c in crops]

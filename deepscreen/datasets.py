@@ -67,6 +67,57 @@ def load_dataset(root: str, labels: str | None = None) -> list[LabelledVideo]:
     )
 
 
+def method_groups(spec: str) -> list[list[str]]:
+    """`A+B,C` -> [[A, B], [C]]: methods to treat as one (left out of one run together, kept in one fold)."""
+    groups = [[m.strip() for m in g.split("+") if m.strip()] for g in spec.split(",")]
+    return [g for g in groups if g]
+
+
+def source_folds(items: list[LabelledVideo], k: int, together: list[list[str]] = ()) -> list[list[LabelledVideo]]:
+    """Split labelled clips into `k` folds that share no source and no fake method, balanced in reals and fakes.
+
+    Why: a model scored on clips whose source or generator it trained on is scored on what it remembers.
+    Trained on all folds but one and scored on that one, every clip gets a score from a model that never saw
+    its camera, its production or its generator: a held-out set several times the size of any kept apart.
+    A source's clips stay in one fold, real and fake alike (so a swap demo's real half stays with its fakes,
+    and within-source comparisons survive), and so do a method's fakes from every source; methods named in
+    one group of `together` (a family of generators) count as one method. The biggest groups are placed
+    first, each into the fold that keeps the folds' shares of reals and of fakes most even. Clips without a source count as their own.
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    family = {m: g[0] for g in together for m in g}
+    keys: dict[tuple[str, str], int] = {}
+
+    def node(kind: str, name: str) -> int:
+        return keys.setdefault((kind, name), len(keys))
+
+    clips = [node("source", it.source or it.path) for it in items]
+    links = [(c, node("method", family.get(it.method, it.method))) for c, it in zip(clips, items)
+             if it.label and it.method]
+    rows, cols = [c for c, _ in links], [m for _, m in links]
+    graph = coo_matrix(([1] * len(links), (rows, cols)), shape=(len(keys), len(keys)))
+    _, group_of = connected_components(graph, directed=False)
+    groups: dict[int, list[LabelledVideo]] = {}
+    for c, it in zip(clips, items):
+        groups.setdefault(int(group_of[c]), []).append(it)
+    if len(groups) < k:
+        raise ValueError(f"{len(groups)} groups of sources and methods cannot fill {k} folds")
+    n_fake = max(1, sum(it.label for it in items))
+    n_real = max(1, len(items) - n_fake)
+    folds: list[list[LabelledVideo]] = [[] for _ in range(k)]
+    load = [[0, 0] for _ in range(k)]  # fakes, reals
+    for g in sorted(groups.values(), key=lambda g: (-len(g), min(it.path for it in g))):
+        fakes = sum(it.label for it in g)
+        reals = len(g) - fakes  # the fold whose load, per class, lies least along the group's: the sum of squares
+        f = min(range(k), key=lambda i: (load[i][0] * fakes / n_fake ** 2 + load[i][1] * reals / n_real ** 2, i))
+        folds[f].extend(g)
+        load[f][0] += fakes
+        load[f][1] += len(g) - fakes
+    return [_sorted(f) for f in folds]
+
+
 def _sorted(items: list[LabelledVideo]) -> list[LabelledVideo]:
     if not items:
         warnings.warn("data set layout recognised but it lists no videos", stacklevel=3)

@@ -20,7 +20,7 @@ import logging
 import os
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import cv2
@@ -96,6 +96,7 @@ class TrainConfig:
     recon_share: float = 0.0  # fraction of pairs that are a real face and its reconstruction (taken from the labelled)
     autoencoder: str | None = None  # the latent autoencoder that makes those reconstructions (deepscreen.autoencoder)
     exclude_methods: list[str] = field(default_factory=list)  # fake methods left out (leave-one-out runs)
+    exclude_sources: list[str] = field(default_factory=list)  # sources left out, reals and fakes (cross-validation)
     blended_methods: list[str] = field(default_factory=lambda: list(BLENDED_METHODS))  # the rest: generated
     match_detail: bool = False  # blur the sharper face of each labelled pair down to the other's fine detail
     same_source: float = 0.0  # chance that a labelled fake is paired with a real of its own source (PairDataset)
@@ -798,6 +799,14 @@ def kind_loss(logits: torch.Tensor, y: torch.Tensor, kind: torch.Tensor, eps: fl
     return nn.functional.binary_cross_entropy_with_logits(logits, target, weight, reduction="sum") / weight.sum()
 
 
+def load_recipe(run_dir: str) -> tuple[TrainConfig, list[str]]:
+    """A run's settings and inputs as its config.json recorded them: the recipe to train again (leave-one-out and
+    cross-validation runs); settings newer than the run take their defaults."""
+    setup = json.loads((Path(run_dir) / "config.json").read_text())
+    inputs = setup.pop("inputs")
+    return TrainConfig(**{f.name: setup[f.name] for f in fields(TrainConfig) if f.name in setup}), inputs
+
+
 def _check_same_run(run: Path, setup: dict) -> None:
     """Refuse to resume a run that was started with other settings or data.
 
@@ -831,10 +840,12 @@ def selection_clips(select_on: str, frames: int, margin: float, size: int,
     return [crops[i] for i in used], labels
 
 
-def labelled_clips(roots: list[str], exclude_methods: list[str] = (),
-                   select_on: str | None = None) -> list[LabelledVideo]:
-    """The labelled training clips, less the excluded methods; refuses any clip of the selection set."""
-    items = [it for root in roots for it in load_dataset(root) if not (it.label and it.method in exclude_methods)]
+def labelled_clips(roots: list[str], exclude_methods: list[str] = (), select_on: str | None = None,
+                   exclude_sources: list[str] = ()) -> list[LabelledVideo]:
+    """The labelled training clips, less the excluded methods' fakes and the excluded sources' clips; refuses any
+    clip of the selection set."""
+    items = [it for root in roots for it in load_dataset(root)
+             if not (it.label and it.method in exclude_methods) and it.source not in exclude_sources]
     if select_on:
         chosen_on = {fingerprint(it.path) for it in load_dataset(select_on)}
         both = [it.path for it in items if fingerprint(it.path) in chosen_on]
@@ -860,7 +871,7 @@ def train(cfg: TrainConfig, inputs: list[str]) -> dict:
     _check_same_run(run, setup)
     (run / "config.json").write_text(json.dumps(setup, indent=2))
     # First, with the chooser: inputs that cannot work fail fast.
-    labelled_items = labelled_clips(cfg.labelled, cfg.exclude_methods, cfg.select_on)
+    labelled_items = labelled_clips(cfg.labelled, cfg.exclude_methods, cfg.select_on, cfg.exclude_sources)
     chooser = (selection_clips(cfg.select_on, cfg.select_frames, cfg.margin, cfg.input_size, cfg.cache_dir)
                if cfg.select_on else None)
     records = build_cache(inputs, cfg.cache_dir, cfg.frames_per_video, compute.device)
@@ -892,6 +903,8 @@ def train(cfg: TrainConfig, inputs: list[str]) -> dict:
                                             "autoencoder_sha256": sha256_file(cfg.autoencoder)}
     if cfg.exclude_methods:
         profile.extra["excluded_methods"] = list(cfg.exclude_methods)
+    if cfg.exclude_sources:
+        profile.extra["excluded_sources"] = list(cfg.exclude_sources)
     if cfg.init:
         profile.extra["init"] = os.path.basename(cfg.init)
     if cfg.freeze:

@@ -20,7 +20,7 @@ import argparse
 import json
 import logging
 import sys
-from dataclasses import fields, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -31,22 +31,9 @@ if str(ROOT) not in sys.path:
 
 from sklearn.metrics import roc_auc_score  # noqa: E402
 
-from deepscreen.aggregate import track_score  # noqa: E402
-from deepscreen.clips import face_crops  # noqa: E402
-from deepscreen.datasets import load_dataset  # noqa: E402
-from deepscreen.model import Detector  # noqa: E402
-from deepscreen.training import TrainConfig, train  # noqa: E402
-
-
-def score_clips(weights: str, crops: list[np.ndarray]) -> list[float]:
-    det = Detector.load(weights, device="auto")
-    return [track_score(det.score(list(c))) for c in crops]
-
-
-def method_groups(spec: str) -> list[list[str]]:
-    """`A+B,C` -> [[A, B], [C]]: each group is left out of one run, together."""
-    groups = [[m.strip() for m in g.split("+") if m.strip()] for g in spec.split(",")]
-    return [g for g in groups if g]
+from deepscreen.clips import face_crops, video_scores  # noqa: E402
+from deepscreen.datasets import load_dataset, method_groups  # noqa: E402
+from deepscreen.training import load_recipe, train  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,9 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     run = Path(args.run_dir)
-    setup = json.loads((run / "config.json").read_text())
-    inputs = setup.pop("inputs")
-    base = TrainConfig(**{f.name: setup[f.name] for f in fields(TrainConfig) if f.name in setup})
+    base, inputs = load_recipe(args.run_dir)
     base = replace(base, init=args.init or base.init)
     if not base.labelled or not base.select_on:
         ap.error(f"{run} was not trained with --labelled and --select-on")
@@ -95,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         y = [0] * len(real_crops) + [1] * len(fake_crops)
         row = {"clips": len(fake_crops), "select_reals": len(real_crops), "steps": args.steps}
         for name, weights in (("unseen", unseen), ("seen", control)):
-            s = score_clips(weights, real_crops + fake_crops)
+            s = video_scores(weights, real_crops + fake_crops)
             row[f"auc_{name}"] = float(roc_auc_score(y, s))
             row[f"fake_mean_{name}"] = float(np.mean(s[len(real_crops):]))
         results[method] = row

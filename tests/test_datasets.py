@@ -6,8 +6,7 @@ import os
 
 import pytest
 
-from deepscreen.datasets import load_dataset
-
+from deepscreen.datasets import LabelledVideo, load_dataset, method_groups, source_folds
 
 
 def _touch(root, *rels):
@@ -118,3 +117,25 @@ def test_unknown_layout_names_the_layouts(tmp_path):
     msg = str(err.value)
     for word in ("labels", "real/", "FaceForensics++", "DFDC", "Celeb-DF"):
         assert word in msg
+
+
+def test_folds_share_no_source_and_no_method_and_balance_the_classes():
+    clips = [("cam1", 0, ""), ("cam1", 0, ""), ("cam1", 1, "SwapA"),  # a swap demo's two halves
+             ("cam2", 0, ""), ("cam2", 0, ""), ("cam3", 0, ""), ("cam4", 0, ""), ("cam5", 0, ""),
+             ("repoB", 1, "GenB"), ("repoB", 1, "GenB"), ("repoC", 1, "GenB"),  # one method, two sources
+             ("repoD", 1, "GenD"), ("repoE", 1, "GenD2"), ("repoF", 1, "GenF"), ("", 1, "GenG")]
+    items = [LabelledVideo(f"/d/{i:02d}.mp4", label, source, method) for i, (source, label, method) in enumerate(clips)]
+    folds = source_folds(items, 3)
+    assert sorted(it.path for f in folds for it in f) == sorted(it.path for it in items)
+    for key in ("source", "method"):
+        seen = [{getattr(it, key) for it in f if getattr(it, key) and (key == "source" or it.label)} for f in folds]
+        assert all(not (seen[a] & seen[b]) for a in range(3) for b in range(a + 1, 3)), key
+    assert all(sum(it.label for it in f) >= 2 and sum(not it.label for it in f) >= 2 for f in folds)
+    assert source_folds(items, 3) == folds  # the same split every time
+    # A family named together lands in one fold; too few groups for the folds is refused.
+    family = source_folds(items, 3, method_groups("GenD+GenD2"))
+    assert len({i for i, f in enumerate(family) for it in f if it.method in ("GenD", "GenD2")}) == 1
+    assert method_groups("A+B, C,") == [["A", "B"], ["C"]]
+    with pytest.raises(ValueError, match="cannot fill"):
+        source_folds(items[:3], 2)
+

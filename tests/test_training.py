@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import cv2
@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from deepscreen.clips import face_crops
-from deepscreen.datasets import LabelledVideo
+from deepscreen.datasets import LabelledVideo, method_groups
 from deepscreen.faces import FaceFinder, crop_face, detail
 from deepscreen.model import (KINDS, Detector, ModelProfile, PatchNet, create_model, save_checkpoint, truncate_state,
                               widen_head)
@@ -243,7 +243,7 @@ def test_training_on_labelled_clips(tmp_path, astronaut_png, face_clip, two_face
     # Leave-one-out runs of the same recipe: a `+` group is left out of one run, together, and scored against
     # the chooser's reals by that run and by a control that trained on it.
     loo = load_script("leave_one_out")
-    assert loo.method_groups("A+B, C,") == [["A", "B"], ["C"]]
+    assert method_groups("A+B, C,") == [["A", "B"], ["C"]]
     table = tmp_path / "loo.json"
     loo.main([cfg.run_dir, "--methods", "Tint+Nothing", "--steps", "2", "--frames", "3", "--json", str(table)])
     row = json.loads(table.read_text())["Tint+Nothing"]
@@ -465,6 +465,39 @@ def test_the_source_adversary_pushes_the_features_against_its_heads():
     assert adversary_strength(0.0, 0.3) == 0.0 and 0.29 < adversary_strength(1.0, 0.3) <= 0.3
     with pytest.raises(ValueError, match="unknown adversary objective"):
         SourceAdversary(8, domains, "ignore")
+
+
+def test_cross_validation_scores_each_clip_by_a_run_that_never_saw_its_source(tmp_path, astronaut_png, face_clip,
+                                                                               two_face_clip):
+    labelled = tmp_path / "labelled"
+    labelled.mkdir()
+    rows = []
+    for i, (clip, label, source, method) in enumerate(((face_clip, "real", "cam1", ""), (two_face_clip, "fake", "web1", "Tint"),
+                                                       (face_clip, "real", "cam2", ""), (two_face_clip, "fake", "web2", "Shade"))):
+        (labelled / f"c{i}.mp4").write_bytes(clip.read_bytes() + b"\0" * i)
+        rows.append(f"c{i}.mp4,{label},{source},{method}\n")
+    (labelled / "labels.csv").write_text("file,label,source,method\n" + "".join(rows))
+    cfg, data = _tiny_run(tmp_path, astronaut_png, face_clip, labelled=[str(labelled)], frames_per_clip=3, sbi_share=0.5)
+    Path(cfg.run_dir).mkdir()  # the recipe, as `deepscreen train` records it
+    (Path(cfg.run_dir) / "config.json").write_text(json.dumps({**asdict(cfg), "inputs": [str(data)]}))
+    cv = load_script("cross_validate")
+    assert cv.main([cfg.run_dir, "--folds", "2", "--steps", "2", "--frames", "3"]) == 0
+    out = Path(cfg.run_dir) / "cross-val"
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert len(records) == 4 and all(r["status"] == "ok" and 0 <= r["score"] <= 1 for r in records)
+    source = {str(labelled / f"c{i}.mp4"): row.split(",")[2] for i, row in enumerate(rows)}
+    folds = {r["model"]["fold"] for r in records}
+    assert folds == {0, 1}
+    for r in records:  # each clip was scored by the run that left its source out, and trained on the other fold
+        left_out = Detector.load(r["model"]["weights"], device="cpu").profile.extra["excluded_sources"]
+        assert source[r["path"]] in left_out and len(left_out) == 2
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["clips"] == 4 and 0 <= summary["auc"] <= 1 and set(summary["folds"]) == {"0", "1"}
+    # Run again: the folds are trained already, so the same scores come back without training.
+    trained = {p: p.stat().st_mtime_ns for p in out.glob("fold*/last.pt")}
+    cv.main([cfg.run_dir, "--folds", "2", "--steps", "2", "--frames", "3"])
+    assert [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()] == records
+    assert {p: p.stat().st_mtime_ns for p in out.glob("fold*/last.pt")} == trained
 
 
 def test_training_with_a_source_adversary(tmp_path, astronaut_png, face_clip, two_face_clip):

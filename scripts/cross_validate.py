@@ -12,6 +12,9 @@ chose. Every labelled clip thus gets a score from a model that never saw its sou
 videos-train's 261 clips a held-out set four times select's, holding real and fake clips of the same sources
 (a swap demo's two halves), where select holds sources that differ by class.
 
+With `--weights W --out DIR` nothing is trained: W, a checkpoint that never saw the labelled clips (an SBI-only
+detector), scores them all, summarised the same way: the baseline the recipe has to beat.
+
 Writes DIR/results.jsonl (one record per clip, as `deepscreen bench` writes them, so `deepscreen compare` pairs
 two recipes clip by clip) and DIR/summary.json; prints the pooled AUC with its interval, each fold's, generated
 heads and swaps against all reals, and within each source that has both reals and fakes.
@@ -89,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="families of methods kept in one fold: A+B,C+D")
     ap.add_argument("--init", help="the checkpoint the runs start from, when RUN_DIR's --init file has since changed")
     ap.add_argument("--out", help="where results.jsonl and summary.json go (default RUN_DIR/cross-val)")
+    ap.add_argument("--weights", help="score every clip with this one checkpoint instead of training per fold: a "
+                                      "baseline that never trained on the labelled clips (an SBI-only detector)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     run = Path(args.run_dir)
@@ -105,19 +110,22 @@ def main(argv: list[str] | None = None) -> int:
     crop_of = {it.path: c for it, c in zip(items, crops)}
 
     scores: dict[str, float] = {}
+    weights = {}
     for f, part in enumerate(folds):
-        where = out / f"fold{f}"
-        where.mkdir(parents=True, exist_ok=True)
-        cfg = replace(base, run_dir=str(where), out=str(where / "model.pt"), steps=args.steps, val_every=args.steps,
-                      exclude_sources=sorted({it.source for it in part}),
-                      exclude_methods=sorted({it.method for it in part if it.label}))
-        logging.info("fold %d: %d clips (%d fake) left out", f, len(part), sum(it.label for it in part))
-        train(cfg, inputs)
+        weights[f] = args.weights
+        if not args.weights:
+            where = out / f"fold{f}"
+            where.mkdir(parents=True, exist_ok=True)
+            cfg = replace(base, run_dir=str(where), out=str(where / "model.pt"), steps=args.steps,
+                          val_every=args.steps, exclude_sources=sorted({it.source for it in part}),
+                          exclude_methods=sorted({it.method for it in part if it.label}))
+            logging.info("fold %d: %d clips (%d fake) left out", f, len(part), sum(it.label for it in part))
+            train(cfg, inputs)
+            weights[f] = str(where / "final.pt")
         held = [it for it in part if len(crop_of[it.path])]
-        for it, s in zip(held, video_scores(str(where / "final.pt"), [crop_of[it.path] for it in held])):
+        for it, s in zip(held, video_scores(weights[f], [crop_of[it.path] for it in held])):
             scores[it.path] = s
 
-    weights = {f: str(out / f"fold{f}" / "final.pt") for f in range(len(folds))}
     with open(out / "results.jsonl", "w", encoding="utf-8") as fh:
         writer = ResultWriter(fh)
         for it in items:
@@ -125,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
             writer.write(ScreenResult(path=it.path, status="ok" if s is not None else "no_face",
                                       message="" if s is not None else "no face in the sampled frames", score=s,
                                       model={"weights": weights[fold_of[it.path]], "fold": fold_of[it.path]}))
-    summary = {"recipe": str(run), "folds": args.folds, "steps": args.steps, "frames": args.frames,
+    summary = {"recipe": str(run), "weights": args.weights, "folds": args.folds, "steps": args.steps, "frames": args.frames,
                "together": args.together, **summarise(items, scores, fold_of, set(base.blended_methods))}
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     ci = " [{:.3f}, {:.3f}]".format(*summary["auc_ci"]) if summary["auc_ci"] else ""

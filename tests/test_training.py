@@ -498,6 +498,14 @@ def test_cross_validation_scores_each_clip_by_a_run_that_never_saw_its_source(tm
     cv.main([cfg.run_dir, "--folds", "2", "--steps", "2", "--frames", "3"])
     assert [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()] == records
     assert {p: p.stat().st_mtime_ns for p in out.glob("fold*/last.pt")} == trained
+    # A baseline: one checkpoint scores every clip, nothing trained, the same summary.
+    base = tmp_path / "baseline"
+    fixed = records[0]["model"]["weights"]
+    cv.main([cfg.run_dir, "--folds", "2", "--frames", "3", "--weights", fixed, "--out", str(base)])
+    again = [json.loads(line) for line in (base / "results.jsonl").read_text().splitlines()]
+    assert {r["model"]["weights"] for r in again} == {fixed} and not list(base.glob("fold*"))
+    assert [r["score"] for r in again if r["model"]["fold"] == records[0]["model"]["fold"]] == \
+        [r["score"] for r in records if r["model"]["fold"] == records[0]["model"]["fold"]]
 
 
 def test_training_with_a_source_adversary(tmp_path, astronaut_png, face_clip, two_face_clip):

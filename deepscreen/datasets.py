@@ -82,7 +82,8 @@ def source_folds(items: list[LabelledVideo], k: int, together: list[list[str]] =
     A source's clips stay in one fold, real and fake alike (so a swap demo's real half stays with its fakes,
     and within-source comparisons survive), and so do a method's fakes from every source; methods named in
     one group of `together` (a family of generators) count as one method. The biggest groups are placed
-    first, each into the fold that keeps the folds' shares of reals and of fakes most even. Clips without a source count as their own.
+    first, each into the fold that keeps the folds' shares of reals and of fakes most even. Clips without a
+    source count as their own.
     """
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
@@ -114,7 +115,7 @@ def source_folds(items: list[LabelledVideo], k: int, together: list[list[str]] =
         f = min(range(k), key=lambda i: (load[i][0] * fakes / n_fake ** 2 + load[i][1] * reals / n_real ** 2, i))
         folds[f].extend(g)
         load[f][0] += fakes
-        load[f][1] += len(g) - fakes
+        load[f][1] += reals
     return [_sorted(f) for f in folds]
 
 

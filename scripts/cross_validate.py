@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out or run / "cross-val")
     out.mkdir(parents=True, exist_ok=True)
     items = [it for root in base.labelled for it in load_dataset(root)]
-    folds = source_folds(items, args.folds, method_groups(args.together) if args.together else [])
+    folds = source_folds(items, args.folds, method_groups(args.together))
     fold_of = {it.path: f for f, part in enumerate(folds) for it in part}
     crops = face_crops(items, args.frames, base.margin, base.input_size, Path(base.cache_dir) / "cross-val")
     crop_of = {it.path: c for it, c in zip(items, crops)}
@@ -116,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.weights:
             where = out / f"fold{f}"
             where.mkdir(parents=True, exist_ok=True)
+            # Clips without a source are excluded by source "": every fold's training loses them, none leaks.
             cfg = replace(base, run_dir=str(where), out=str(where / "model.pt"), steps=args.steps,
                           val_every=args.steps, exclude_sources=sorted({it.source for it in part}),
                           exclude_methods=sorted({it.method for it in part if it.label}))

@@ -489,6 +489,9 @@ Example (the shipped default, see weights/README.md):
 @click.option("--label-smoothing", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
               help="Move the training targets this far toward 0.5 (0 and 1 become eps/2 and 1 - eps/2), so that faces "
                    "already told apart stop pushing the network further (0: off).")
+@click.option("--sharpness", type=click.FloatRange(0), default=0.0, show_default=True,
+              help="Sharpness-aware minimisation (SAM) with this radius (0.05 is usual; 0: off): each step's gradient "
+                   "is taken at the worst weights that near, so training prefers flat minima. Twice the cost per step.")
 @click.option("--probe-steps", type=click.IntRange(0), default=0, show_default=True,
               help="Train only the head for the first N steps, the backbone frozen with its batch statistics, then "
                    "everything (LP-FT), so that a head that does not fit the new labels yet does not bend the "
@@ -505,7 +508,7 @@ def train(real: tuple[str, ...], out: str, pretrained: str | None, run_dir: str,
           select_on: str | None, labelled: tuple[str, ...], frames_per_clip: int, sbi_share: float,
           exclude_methods: tuple[str, ...], init: str | None, blended_methods: tuple[str, ...], match_detail: bool,
           on_black: float, occlude: float, source_adversary: float, adversary_objective: str, label_smoothing: float,
-          probe_steps: int, val_every: int, device: str, bf16: bool | None, freeze: int, anchor: float,
+          sharpness: float, probe_steps: int, val_every: int, device: str, bf16: bool | None, freeze: int, anchor: float,
           recon_share: float, autoencoder: str | None, same_source: float, exclude_sources: tuple[str, ...]) -> None:
     """Train a detector on REAL face photos and videos (Self-Blended Images), and on --labelled clips; resumable."""
     from .training import TrainConfig, train as run_training
@@ -518,7 +521,7 @@ def train(real: tuple[str, ...], out: str, pretrained: str | None, run_dir: str,
                       init=init, val_every=val_every,
                       device=device, bf16=bf16, match_detail=match_detail, on_black=on_black, occlude=occlude,
                       freeze=freeze, anchor=anchor, source_adversary=source_adversary, adversary_objective=adversary_objective,
-                      label_smoothing=label_smoothing, probe_steps=probe_steps, recon_share=recon_share,
+                      label_smoothing=label_smoothing, sharpness=sharpness, probe_steps=probe_steps, recon_share=recon_share,
                       autoencoder=autoencoder, same_source=same_source)
     if blended_methods:
         cfg.blended_methods = list(blended_methods)

@@ -21,8 +21,9 @@ from deepscreen.model import (KINDS, Detector, ModelProfile, PatchNet, create_mo
 from deepscreen.sbi import self_blend
 from deepscreen.training import (UNLABELLED_REALS, BalancedSampler, CachedFace, Compute, Domains, Normalize,
                                  PairDataset, SourceAdversary, TrainConfig, adversary_strength, build_cache,
-                                 choose_scored, evaluate, freeze_blocks, kind_loss, make_example, pooled_logits,
-                                 matched_examples, pull_toward, match_detail, native_bf16, smooth_targets, train)
+                                 ascend, choose_scored, descend, evaluate, freeze_blocks, held_norm_statistics,
+                                 kind_loss, make_example, pooled_logits, matched_examples, pull_toward, match_detail,
+                                 native_bf16, smooth_targets, train)
 
 from conftest import load_script
 
@@ -359,6 +360,32 @@ def test_smoothed_targets_stop_the_push_at_a_finite_logit():
     assert (logits.grad[0] > 0).all() and logits.grad[1, 0] > 0 and logits.grad[1, 1] == 0
 
 
+def test_sharpness_aware_steps_climb_rho_along_the_gradient_and_come_back():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Flatten(),
+                              torch.nn.LazyLinear(1))
+    x, y = torch.randn(8, 3, 6, 6), torch.randint(0, 2, (8, 1)).float()
+    loss = lambda: torch.nn.functional.binary_cross_entropy_with_logits(net(x), y)  # noqa: E731
+    loss().backward()
+    params = list(net.parameters())
+    before = [p.detach().clone() for p in params]
+    grads = [p.grad.clone() for p in params]
+    at_start = loss().item()
+    stats = net[1].running_mean.clone()
+    moves = ascend(params, 0.5)
+    moved = torch.cat([(p - b).flatten() for p, b in zip(params, before)])
+    assert torch.linalg.vector_norm(moved).item() == pytest.approx(0.5, rel=1e-4)
+    assert torch.nn.functional.cosine_similarity(moved, torch.cat([g.flatten() for g in grads]), dim=0) > 0.9999
+    with torch.no_grad(), held_norm_statistics(net):
+        assert loss().item() > at_start  # uphill: the worst weights near by, where SAM takes its gradient
+    assert torch.equal(net[1].running_mean, stats) and net[1].momentum == 0.1
+    descend(params, moves)
+    assert all(torch.allclose(p, b, atol=1e-6) for p, b in zip(params, before))
+    params[0].grad = torch.full_like(params[0], float("inf"))  # a scaled loss that overflowed: nothing moves
+    descend(params, ascend(params, 0.5))
+    assert all(torch.allclose(p, b, atol=1e-6) for p, b in zip(params, before))
+
+
 def test_pairs_say_which_kind_their_fake_is(tmp_path, face):
     image, f = face
     Image.fromarray(image).save(tmp_path / "face.jpg")
@@ -515,13 +542,15 @@ def test_training_with_a_source_adversary(tmp_path, astronaut_png, face_clip, tw
         (labelled / name).write_bytes(clip.read_bytes())
     (labelled / "labels.csv").write_text("file,label,source,method\nreal.mp4,real,cam,\nfake.mp4,fake,web,Tint\n")
     cfg, data = _tiny_run(tmp_path, astronaut_png, face_clip, arch="mobilenet_v2", labelled=[str(labelled)],
-                          frames_per_clip=3, sbi_share=0.5, source_adversary=0.5, label_smoothing=0.1)
+                          frames_per_clip=3, sbi_share=0.5, source_adversary=0.5, label_smoothing=0.1,
+                          sharpness=0.05)
     with pytest.raises(ValueError, match="needs --labelled"):
         train(replace(cfg, arch="tiny_cnn", run_dir=str(tmp_path / "tiny")), [str(data)])
     train(cfg, [str(data)])
     assert Detector.load(cfg.out, device="cpu").profile.extra["source_adversary"] == {"strength": 0.5,
                                                                                      "objective": "confuse"}
     assert Detector.load(cfg.out, device="cpu").profile.extra["label_smoothing"] == 0.1
+    assert Detector.load(cfg.out, device="cpu").profile.extra["sharpness"] == 0.05
     heads = torch.load(tmp_path / "run" / "last.pt", weights_only=True)["adversary"]
     assert heads["real.weight"].shape == (2, 1280) and heads["fake.weight"].shape == (1, 1280)  # cam + unlabelled
     train(cfg, [str(data)])  # resumes with its heads
